@@ -1,0 +1,1 @@
+//! Host-side backends that devices talk to: character devices, TAP, the lab switch, disk images.

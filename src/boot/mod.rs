@@ -1,0 +1,1 @@
+//! Boot images: Linux (bzImage, ELF vmlinux, PVH) and firmware ROMs.

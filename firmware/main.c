@@ -1,0 +1,297 @@
+/* main.c - the probe's sequence: parse the command line, report, exit.
+ *
+ * Report lines are the contract documented in README.md; keep them stable.
+ */
+#include "probe.h"
+
+struct options opt = {
+	.memtest = 1,
+	.smp = 1,
+	.timer = 1,
+	.smp_wait_ms = 200,
+};
+const struct hvm_start_info *start_info;
+static const char *cmdline = "";
+
+/* ---------------- command line ---------------- */
+static int parse_u64(const char *s, usize n, u64 *out)
+{
+	u64 v = 0;
+	u32 base = 10;
+	if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+		n -= 2;
+	}
+	if (!n)
+		return 0;
+	for (usize i = 0; i < n; i++) {
+		char c = s[i];
+		u32 d;
+		if (c >= '0' && c <= '9')
+			d = (u32)(c - '0');
+		else if (base == 16 && c >= 'a' && c <= 'f')
+			d = (u32)(c - 'a' + 10);
+		else if (base == 16 && c >= 'A' && c <= 'F')
+			d = (u32)(c - 'A' + 10);
+		else
+			return 0;
+		v = v * base + d;
+	}
+	*out = v;
+	return 1;
+}
+
+static int word_is(const char *w, usize n, const char *lit)
+{
+	usize l = strlen(lit);
+	return n == l && !memcmp(w, lit, l);
+}
+
+static void bad_option(const char *w, usize n, const char *why)
+{
+	char buf[64];
+	usize l = n < sizeof(buf) - 1 ? n : sizeof(buf) - 1;
+	memcpy(buf, w, l);
+	buf[l] = 0;
+	line_start("option");
+	out_char(' ');
+	out_str(why);
+	out_char(' ');
+	out_quoted(buf, sizeof(buf));
+	out_end();
+}
+
+static void apply_option(const char *w, usize n)
+{
+	usize k = 0;
+	while (k < n && w[k] != '=')
+		k++;
+	if (k == n) {
+		bad_option(w, n, "unknown");
+		return;
+	}
+	const char *val = w + k + 1;
+	usize vn = n - k - 1;
+	u64 v = 0;
+	int num = parse_u64(val, vn, &v);
+
+	if (word_is(w, k, "exit")) {
+		if (word_is(val, vn, "poweroff"))
+			opt.exit_mode = EXIT_POWEROFF;
+		else if (word_is(val, vn, "triple"))
+			opt.exit_mode = EXIT_TRIPLE;
+		else if (word_is(val, vn, "reset"))
+			opt.exit_mode = EXIT_RESET;
+		else if (word_is(val, vn, "halt"))
+			opt.exit_mode = EXIT_HALT;
+		else
+			bad_option(w, n, "invalid");
+		return;
+	}
+	if (!num) {
+		bad_option(w, n, word_is(w, k, "quick") || word_is(w, k, "cpus") || word_is(w, k, "pio") ||
+						 word_is(w, k, "echo") || word_is(w, k, "pm") || word_is(w, k, "s5") ||
+						 word_is(w, k, "debugcon") || word_is(w, k, "memtest") ||
+						 word_is(w, k, "smp") || word_is(w, k, "timer") || word_is(w, k, "smpwait")
+					 ? "invalid"
+					 : "unknown");
+		return;
+	}
+	if (word_is(w, k, "quick"))
+		opt.quick = v != 0;
+	else if (word_is(w, k, "cpus") && v <= MAX_CPUS)
+		opt.cpus = (u32)v;
+	else if (word_is(w, k, "pio"))
+		opt.pio = v;
+	else if (word_is(w, k, "echo"))
+		opt.echo = v != 0;
+	else if (word_is(w, k, "pm") && v <= 0xffff)
+		opt.pm_port = (u32)v;
+	else if (word_is(w, k, "s5") && v <= 7)
+		opt.s5 = (u32)v;
+	else if (word_is(w, k, "debugcon"))
+		opt.debugcon = v != 0;
+	else if (word_is(w, k, "memtest"))
+		opt.memtest = v != 0;
+	else if (word_is(w, k, "smp"))
+		opt.smp = v != 0;
+	else if (word_is(w, k, "timer"))
+		opt.timer = v != 0;
+	else if (word_is(w, k, "smpwait") && v <= 60000)
+		opt.smp_wait_ms = (u32)v;
+	else
+		bad_option(w, n, "invalid");
+}
+
+static void parse_cmdline(const char *s)
+{
+	/* First pass: debugcon, so that the option lines themselves are copied. */
+	for (usize i = 0; s[i];) {
+		while (s[i] == ' ' || s[i] == '\t')
+			i++;
+		usize b = i;
+		while (s[i] && s[i] != ' ' && s[i] != '\t')
+			i++;
+		if (i > b)
+			apply_option(s + b, i - b);
+	}
+}
+
+/* ---------------- pio and echo ---------------- */
+static void pio_loop(u64 n)
+{
+	u64 t0 = rdtsc();
+	for (u64 i = 0; i < n; i++)
+		outb(0x80, (u8)i);
+	u64 cycles = rdtsc() - t0;
+	line_start("pio");
+	kv_dec("count", n);
+	kv_dec("cycles", cycles);
+	if (tsc_khz && n)
+		kv_dec("ns_per_exit", cycles * 1000000 / tsc_khz / n);
+	out_end();
+}
+
+static void echo_loop(void)
+{
+	static char buf[256];
+	usize len = 0;
+	line_start("echo ready");
+	out_end();
+	if (!serial_present())
+		return;
+	for (;;) {
+		int c = serial_getc();
+		if (c < 0) {
+			pause();
+			continue;
+		}
+		if (c == '\r' || c == '\n') {
+			if (!len)
+				continue; /* the other half of \r\n, or an empty line */
+			buf[len] = 0;
+			if (streq(buf, "quit"))
+				return;
+			line_start("echo");
+			out_char(' ');
+			out_quoted(buf, sizeof(buf));
+			out_end();
+			len = 0;
+		} else if (len < sizeof(buf) - 1) {
+			buf[len++] = (char)c;
+		}
+	}
+}
+
+/* ---------------- exits ---------------- */
+static void exit_line(const char *method)
+{
+	line_start("exit");
+	kv_str("method", method);
+	if (method[0] == 'a') {
+		kv_hex("port", opt.pm_port ? opt.pm_port : 0x604);
+		kv_dec("s5", opt.s5);
+	}
+	out_end();
+}
+
+static void try_acpi(void)
+{
+	u16 port = (u16)(opt.pm_port ? opt.pm_port : 0x604);
+	exit_line("acpi");
+	outw(port, (u16)((opt.s5 << 10) | (1u << 13)));
+	delay_us(100000);
+}
+
+static void try_reset(void)
+{
+	exit_line("reset");
+	outb(0x64, 0xfe);
+	delay_us(100000);
+}
+
+void probe_exit(void)
+{
+	cli();
+	switch (opt.exit_mode) {
+	case EXIT_HALT:
+		exit_line("halt");
+		halt_forever();
+	case EXIT_TRIPLE:
+		break;
+	case EXIT_RESET:
+		try_reset();
+		break;
+	case EXIT_POWEROFF:
+		try_acpi();
+		break;
+	default:
+		try_acpi();
+		try_reset();
+		break;
+	}
+	exit_line("triple");
+	triple_fault();
+}
+
+/* ---------------- main ---------------- */
+static void report_boot(const struct hvm_start_info *si)
+{
+	line_start("boot");
+	kv_hex("start_info", (u64)si);
+	kv_dec("version", si->version);
+	kv_hex("flags", si->flags);
+	kv_dec("modules", si->nr_modules);
+	kv_hex("rsdp", si->rsdp_paddr);
+	out_end();
+}
+
+void probe_main(u32 si_paddr)
+{
+	const struct hvm_start_info *si = (const void *)(u64)si_paddr;
+	start_info = si;
+	serial_init();
+	idt_init();
+
+	line_start("hello");
+	kv_dec("version", PROBE_VERSION);
+	out_end();
+	if (!si || si->magic != HVM_START_MAGIC) {
+		line_start("fault bad-start-info");
+		kv_hex("start_info", (u64)si);
+		kv_hex("magic", si ? si->magic : 0);
+		out_end();
+		probe_exit();
+	}
+	if (si->cmdline_paddr)
+		cmdline = (const char *)si->cmdline_paddr;
+	/* debugcon first, so the whole report is copied when asked for */
+	parse_cmdline(cmdline);
+	out_debugcon(opt.debugcon);
+
+	line_start("cmdline ");
+	out_quoted(cmdline, 4096);
+	out_end();
+	report_boot(si);
+	mem_report(si);
+	paging_init(si);
+	lapic_init();
+
+	if (!opt.quick) {
+		time_calibrate();
+		if (opt.memtest)
+			memtest(si);
+		if (opt.smp)
+			smp_start(si, opt.cpus, opt.cpus ? 2000 : opt.smp_wait_ms);
+		if (opt.timer)
+			timer_test();
+	}
+	if (opt.pio)
+		pio_loop(opt.pio);
+	if (opt.echo)
+		echo_loop();
+	line_start("done");
+	out_end();
+	probe_exit();
+}

@@ -1,0 +1,186 @@
+/* probe.h - shared declarations for the vmrun probe guest.
+ *
+ * The probe is a tiny PVH guest: entry.S gets it from 32-bit protected mode into
+ * long mode with bootstrap page tables, then probe_main() (main.c) runs in C.
+ * Every report line goes out on COM1 and starts with "PROBE ".
+ */
+#ifndef PROBE_H
+#define PROBE_H
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long u64;
+typedef long i64;
+typedef unsigned long usize;
+
+#define NULL ((void *)0)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#define PROBE_VERSION 1
+#define MAX_CPUS 64
+#define AP_STACK_SIZE 4096
+
+/* Interrupt vectors used by the probe. */
+#define VEC_PIC_BASE 0x20   /* 8259 master 0x20..0x27, slave 0x28..0x2f */
+#define VEC_TIMER 0x30      /* IOAPIC-routed PIT interrupt */
+#define VEC_SPURIOUS 0xff   /* LAPIC spurious vector */
+
+/* ---- struct hvm_start_info (Xen PVH boot ABI, version 1) ---- */
+#define HVM_START_MAGIC 0x336ec578u
+struct hvm_start_info {
+	u32 magic;
+	u32 version;
+	u32 flags;
+	u32 nr_modules;
+	u64 modlist_paddr;
+	u64 cmdline_paddr;
+	u64 rsdp_paddr;
+	u64 memmap_paddr;      /* version >= 1 */
+	u32 memmap_entries;    /* version >= 1 */
+	u32 reserved;
+};
+struct hvm_memmap_entry {
+	u64 addr;
+	u64 size;
+	u32 type;
+	u32 reserved;
+};
+struct hvm_modlist_entry {
+	u64 paddr;
+	u64 size;
+	u64 cmdline_paddr;
+	u64 reserved;
+};
+#define MEM_RAM 1
+
+/* ---- port and CPU helpers ---- */
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port)
+{
+	u8 v;
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+static inline u64 rdtsc(void)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((u64)hi << 32) | lo;
+}
+static inline u64 rdmsr(u32 msr)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return ((u64)hi << 32) | lo;
+}
+static inline void wrmsr(u32 msr, u64 v)
+{
+	__asm__ volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
+}
+static inline void cpuid(u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
+}
+static inline void cli(void) { __asm__ volatile("cli" ::: "memory"); }
+static inline void sti(void) { __asm__ volatile("sti" ::: "memory"); }
+static inline void pause(void) { __asm__ volatile("pause" ::: "memory"); }
+static inline u32 mmio_read32(u64 addr) { return *(volatile u32 *)addr; }
+static inline void mmio_write32(u64 addr, u32 v) { *(volatile u32 *)addr = v; }
+static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
+
+/* ---- lib.c ---- */
+void *memset(void *d, int c, usize n);
+void *memcpy(void *d, const void *s, usize n);
+int memcmp(const void *a, const void *b, usize n);
+usize strlen(const char *s);
+int streq(const char *a, const char *b);
+
+/* ---- serial.c: COM1 + optional debugcon, line-oriented report output ---- */
+void serial_init(void);
+void out_debugcon(int on);
+void out_lock(void);
+void out_unlock(void);
+void out_str(const char *s);
+void out_char(char c);
+void out_hex(u64 v);
+void out_dec(u64 v);
+void out_quoted(const char *s, usize max);
+void out_end(void); /* terminates the line ("\r\n"), flushes */
+int serial_getc(void); /* -1 if nothing received */
+int serial_present(void);
+void line_start(const char *tag); /* takes the output lock; out_end() releases */
+void kv_hex(const char *key, u64 v);
+void kv_dec(const char *key, u64 v);
+void kv_str(const char *key, const char *v);
+
+/* ---- time.c: TSC calibrated against the PIT ---- */
+extern u64 tsc_khz;
+void time_calibrate(void);
+void delay_us(u64 us);
+u64 tsc_deadline_us(u64 us);
+int tsc_passed(u64 deadline);
+
+/* ---- lapic / irq (irq.c) ---- */
+extern u64 lapic_base;
+extern int x2apic;
+void lapic_init(void);
+u32 lapic_read(u32 reg);
+void lapic_write(u32 reg, u32 v);
+void lapic_send_ipi(u32 icr_lo, u32 dest);
+u32 lapic_id(void);
+void lapic_eoi(void);
+void idt_init(void);
+void idt_load(void);
+void timer_test(void);
+
+/* ---- paging.c ---- */
+extern u64 page_table_cr3;
+void paging_init(const struct hvm_start_info *si);
+int range_reserved(u64 base, u64 len);
+u64 first_free(u64 lo, u64 hi, u64 len);
+void reserve_range(u64 base, u64 len);
+
+/* ---- mem.c ---- */
+void mem_report(const struct hvm_start_info *si);
+void memtest(const struct hvm_start_info *si);
+int mem_is_ram(const struct hvm_start_info *si, u64 base, u64 len);
+
+/* ---- smp.c ---- */
+void smp_start(const struct hvm_start_info *si, u32 expected, u32 wait_ms);
+void ap_main(u64 idx);
+
+/* ---- main.c: options and exits ---- */
+struct options {
+	u32 quick;
+	u32 cpus;        /* 0 = not given */
+	u64 pio;         /* 0 = not given */
+	u32 echo;
+	u32 pm_port;     /* 0 = not given */
+	u32 s5;
+	u32 exit_mode;   /* EXIT_* */
+	u32 debugcon;
+	u32 memtest;
+	u32 smp;
+	u32 timer;
+	u32 smp_wait_ms;
+};
+enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
+extern struct options opt;
+extern const struct hvm_start_info *start_info;
+void probe_main(u32 start_info_paddr);
+__attribute__((noreturn)) void probe_exit(void);
+__attribute__((noreturn)) void triple_fault(void);
+__attribute__((noreturn)) void halt_forever(void);
+
+/* ---- entry.S symbols ---- */
+extern u8 _image_start[], _image_end[];
+extern u8 ap_tramp_start[], ap_tramp_end[];
+extern u8 isr_stubs[];
+extern u64 gdt_desc_base;
+extern volatile u32 ap_cr3;
+extern volatile u32 ap_stack_next;
+extern u8 ap_stacks[];
+
+#endif

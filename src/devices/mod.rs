@@ -39,3 +39,4 @@ pub struct NoIrq;
 impl IrqLine for NoIrq {
     fn set_level(&self, _high: bool) {}
 }
+pub mod serial;

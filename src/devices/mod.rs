@@ -40,3 +40,4 @@ impl IrqLine for NoIrq {
     fn set_level(&self, _high: bool) {}
 }
 pub mod serial;
+pub mod pm;

@@ -41,3 +41,4 @@ impl IrqLine for NoIrq {
 }
 pub mod serial;
 pub mod pm;
+pub mod debugcon;

@@ -42,3 +42,4 @@ impl IrqLine for NoIrq {
 pub mod serial;
 pub mod pm;
 pub mod debugcon;
+pub mod post;

@@ -43,3 +43,4 @@ pub mod serial;
 pub mod pm;
 pub mod debugcon;
 pub mod post;
+pub mod reset;

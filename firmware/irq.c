@@ -29,7 +29,6 @@
 #define PIT_CH0 0x40
 #define PIT_CMD 0x43
 #define TIMER_HZ 1000
-#define TIMER_WINDOW_MS 20
 
 u64 lapic_base = 0xfee00000ul;
 int x2apic;
@@ -223,7 +222,7 @@ static u64 count_ticks(int r)
 	ticks = 0;
 	route = r;
 	sti();
-	delay_us(TIMER_WINDOW_MS * 1000);
+	delay_us((u64)opt.timer_ms * 1000);
 	cli();
 	route = ROUTE_NONE;
 	return ticks;
@@ -274,7 +273,7 @@ void timer_test(void)
 	if (n && path[0] == 'i')
 		kv_dec("pin", pin);
 	kv_dec("ticks", n);
-	kv_dec("ms", TIMER_WINDOW_MS);
+	kv_dec("ms", opt.timer_ms);
 	kv_dec("hz", TIMER_HZ);
 	if (have_ioapic)
 		kv_dec("ioapic_pins", pins);

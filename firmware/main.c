@@ -9,6 +9,7 @@ struct options opt = {
 	.smp = 1,
 	.timer = 1,
 	.smp_wait_ms = 200,
+	.timer_ms = 20,
 };
 const struct hvm_start_info *start_info;
 static const char *cmdline = "";
@@ -93,7 +94,7 @@ static void apply_option(const char *w, usize n)
 		bad_option(w, n, word_is(w, k, "quick") || word_is(w, k, "cpus") || word_is(w, k, "pio") ||
 						 word_is(w, k, "echo") || word_is(w, k, "pm") || word_is(w, k, "s5") ||
 						 word_is(w, k, "debugcon") || word_is(w, k, "memtest") ||
-						 word_is(w, k, "smp") || word_is(w, k, "timer") || word_is(w, k, "smpwait")
+						 word_is(w, k, "smp") || word_is(w, k, "timer") || word_is(w, k, "smpwait") || word_is(w, k, "timerms")
 					 ? "invalid"
 					 : "unknown");
 		return;
@@ -120,6 +121,8 @@ static void apply_option(const char *w, usize n)
 		opt.timer = v != 0;
 	else if (word_is(w, k, "smpwait") && v <= 60000)
 		opt.smp_wait_ms = (u32)v;
+	else if (word_is(w, k, "timerms") && v >= 1 && v <= 10000)
+		opt.timer_ms = (u32)v;
 	else
 		bad_option(w, n, "invalid");
 }
@@ -236,6 +239,55 @@ void probe_exit(void)
 }
 
 /* ---------------- main ---------------- */
+static void report_cpuid(void)
+{
+	u32 a, b, c, d, max, emax;
+	char vendor[13], hv[13];
+	cpuid(0, 0, &max, &b, &c, &d);
+	memcpy(vendor, &b, 4);
+	memcpy(vendor + 4, &d, 4);
+	memcpy(vendor + 8, &c, 4);
+	vendor[12] = 0;
+	cpuid(1, 0, &a, &b, &c, &d);
+	u32 family = (a >> 8) & 0xf, model = (a >> 4) & 0xf;
+	if (family == 0xf)
+		family += (a >> 20) & 0xff;
+	if (family >= 6)
+		model |= ((a >> 16) & 0xf) << 4;
+	u32 leaf1_apic = b >> 24, x2 = (c >> 21) & 1, deadline = (c >> 24) & 1, hyp = (c >> 31) & 1;
+	u32 apic = (d >> 9) & 1;
+	cpuid(0x80000000, 0, &emax, &b, &c, &d);
+	u32 gb = 0, lm = 0;
+	if (emax >= 0x80000001) {
+		cpuid(0x80000001, 0, &a, &b, &c, &d);
+		gb = (d >> 26) & 1;
+		lm = (d >> 29) & 1;
+	}
+	line_start("cpuid");
+	out_str(" vendor=");
+	out_quoted(vendor, 12);
+	kv_hex("max", max);
+	kv_hex("family", family);
+	kv_hex("model", model);
+	kv_dec("apic_id", leaf1_apic);
+	kv_dec("apic", apic);
+	kv_dec("x2apic", x2);
+	kv_dec("tsc_deadline", deadline);
+	kv_dec("pdpe1gb", gb);
+	kv_dec("lm", lm);
+	kv_dec("hypervisor", hyp);
+	if (hyp) {
+		cpuid(0x40000000, 0, &a, &b, &c, &d);
+		memcpy(hv, &b, 4);
+		memcpy(hv + 4, &c, 4);
+		memcpy(hv + 8, &d, 4);
+		hv[12] = 0;
+		out_str(" hv=");
+		out_quoted(hv, 12);
+	}
+	out_end();
+}
+
 static void report_boot(const struct hvm_start_info *si)
 {
 	line_start("boot");
@@ -274,6 +326,7 @@ void probe_main(u32 si_paddr)
 	out_quoted(cmdline, 4096);
 	out_end();
 	report_boot(si);
+	report_cpuid();
 	mem_report(si);
 	paging_init(si);
 	lapic_init();

@@ -165,6 +165,7 @@ struct options {
 	u32 smp;
 	u32 timer;
 	u32 smp_wait_ms;
+	u32 timer_ms;
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

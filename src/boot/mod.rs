@@ -1,1 +1,2 @@
 //! Boot images: Linux (bzImage, ELF vmlinux, PVH) and firmware ROMs.
+pub mod probe;

@@ -44,3 +44,4 @@ pub mod pm;
 pub mod debugcon;
 pub mod post;
 pub mod reset;
+pub mod i8042;

@@ -5,3 +5,6 @@ pub mod gdt;
 pub mod paging;
 pub mod regs;
 pub mod mptable;
+pub mod cpuid;
+pub mod msr;
+pub mod lapic;

@@ -1,0 +1,198 @@
+//! The main thread's loop: wait (poll) for the first thing that ends the run — a vCPU
+//! recording an exit, SIGINT/SIGTERM/SIGHUP, the `--timeout` — while feeding input
+//! sources (the serial's stdin or socket) into their devices.
+//!
+//! Termination signals arrive through a signalfd; they are blocked in this thread by
+//! [`run`] and in every vCPU thread by the vCPU module. Call [`block_exit_signals`]
+//! early in `main` if other threads are spawned before `run`.
+
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use super::exit::ExitReason;
+use super::vcpu::RunningVcpus;
+
+/// What an input handler reports after reading what was there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Keep polling the fd.
+    Open,
+    /// The device cannot take more now (FIFO full): look again a little later instead
+    /// of spinning on a readable fd.
+    Full,
+    /// End of input: stop polling the fd (the run goes on).
+    Closed,
+}
+
+/// An fd to poll and what to do when it is readable (read, then push into the device
+/// while it has room).
+pub struct InputSource {
+    pub fd: RawFd,
+    pub on_readable: Box<dyn FnMut() -> Input + Send>,
+}
+
+/// How long a `Full` source waits before being polled again.
+const FULL_BACKOFF: Duration = Duration::from_millis(5);
+
+fn exit_signal_set() -> libc::sigset_t {
+    // SAFETY: building a sigset in a local.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and the threads it spawns
+/// afterwards), so they wait for the loop's signalfd. Returns the previous mask.
+pub fn block_exit_signals() -> libc::sigset_t {
+    let set = exit_signal_set();
+    // SAFETY: sets this thread's mask from a valid set; `old` is written by the call.
+    unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+/// A signalfd for the exit signals, closed on drop.
+struct SignalFd(RawFd);
+
+impl SignalFd {
+    fn new() -> std::io::Result<Self> {
+        let set = exit_signal_set();
+        // SAFETY: creating a new signalfd from a valid set.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self(fd))
+    }
+
+    /// The number of the signal that arrived, if one did.
+    fn read(&self) -> Option<i32> {
+        // SAFETY: signalfd_siginfo is plain data; read(2) fills at most its size.
+        unsafe {
+            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            let n = libc::read(self.0, &mut info as *mut _ as *mut libc::c_void, size);
+            (n == size as isize).then_some(info.ssi_signo as i32)
+        }
+    }
+}
+
+impl Drop for SignalFd {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Runs until the first thing ends the run, then stops and joins every vCPU, calls
+/// `restore` (put the terminal back) and returns why the run ended.
+pub fn run(
+    mut vcpus: RunningVcpus,
+    mut sources: Vec<InputSource>,
+    timeout: Option<Duration>,
+    restore: impl FnOnce(),
+) -> ExitReason {
+    let old_mask = block_exit_signals();
+    let reason = wait(&vcpus, &mut sources, timeout);
+    vcpus.stop();
+    vcpus.join();
+    restore();
+    // SAFETY: restores this thread's mask to what it was on entry; pending exit signals
+    // were consumed by the signalfd (or will act normally now).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    reason
+}
+
+fn wait(
+    vcpus: &RunningVcpus,
+    sources: &mut [InputSource],
+    timeout: Option<Duration>,
+) -> ExitReason {
+    let sigfd = match SignalFd::new() {
+        Ok(fd) => fd,
+        Err(e) => return ExitReason::InternalError(format!("cannot create a signalfd: {e}")),
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // Per source: polled (Open), backing off until an instant (Full), or closed.
+    let mut waiting: Vec<Option<Instant>> = vec![None; sources.len()];
+    let mut closed = vec![false; sources.len()];
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2 + sources.len());
+    let mut which: Vec<usize> = Vec::with_capacity(sources.len());
+    loop {
+        let now = Instant::now();
+        if let Some(reason) = vcpus.exit_reason() {
+            return reason;
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            return ExitReason::Timeout;
+        }
+        fds.clear();
+        which.clear();
+        fds.push(pollfd(vcpus.exit_fd()));
+        fds.push(pollfd(sigfd.0));
+        let mut wake = deadline;
+        for (i, s) in sources.iter().enumerate() {
+            if closed[i] {
+                continue;
+            }
+            match waiting[i] {
+                Some(t) if t > now => wake = Some(wake.map_or(t, |w| w.min(t))),
+                _ => {
+                    waiting[i] = None;
+                    fds.push(pollfd(s.fd));
+                    which.push(i);
+                }
+            }
+        }
+        let ms = wake.map_or(-1, |w| {
+            w.saturating_duration_since(now)
+                .as_millis()
+                .min(i32::MAX as u128) as i32
+                + 1
+        });
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return ExitReason::InternalError(format!("poll failed: {e}"));
+        }
+        if fds[1].revents != 0 {
+            if let Some(sig) = sigfd.read() {
+                return ExitReason::Signal(sig);
+            }
+        }
+        for (k, &i) in which.iter().enumerate() {
+            let revents = fds[2 + k].revents;
+            if revents == 0 {
+                continue;
+            }
+            if revents & libc::POLLNVAL != 0 {
+                closed[i] = true;
+                continue;
+            }
+            match (sources[i].on_readable)() {
+                Input::Open => {}
+                Input::Full => waiting[i] = Some(Instant::now() + FULL_BACKOFF),
+                Input::Closed => closed[i] = true,
+            }
+        }
+    }
+}

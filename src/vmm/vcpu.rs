@@ -1,0 +1,390 @@
+//! vCPUs: creation and per-CPU setup (CPUID, MSRs, LAPIC, boot registers), one thread
+//! per vCPU around [`handle_exit`], and stopping them.
+//!
+//! Bring-up, in order, for every vCPU (the BSP is index 0):
+//!
+//! ```text
+//! let mut v = Vcpu::new(&vm, i)?;                 // after vm.create_irqchip()
+//! v.set_cpuid(&vcpu_cpuid(&supported, &topo, i)?)?;
+//! v.set_msrs(&boot_msrs)?;
+//! v.setup_lapic()?;                               // LINT0 ExtINT, LINT1 NMI
+//! if i == 0 { v.set_boot_state(&regs, &sregs, &fpu)?; }   // APs wait for INIT/SIPI
+//! let running = vcpu::start(vcpus, buses)?;
+//! ```
+//!
+//! Stopping: [`RunningVcpus::stop`] sets a flag and sends [`kick_signal`] (SIGRTMIN) to
+//! every vCPU thread. The handler sets `immediate_exit` in that thread's `kvm_run`, so a
+//! signal that lands just before `KVM_RUN` makes it return at once instead of being
+//! lost; one that lands in the guest makes `KVM_RUN` return `EINTR`.
+
+use std::cell::Cell;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+
+use kvm_bindings::{
+    kvm_fpu, kvm_msr_entry, kvm_regs, kvm_run, kvm_sregs, CpuId, KVM_EXIT_INTERNAL_ERROR,
+};
+use kvm_ioctls::VcpuFd;
+use thiserror::Error;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::exit::{handle_exit, internal_suberror_name, Buses, ExitReason, Flow, VcpuError};
+use super::vm::Vm;
+use crate::arch::x86_64::{lapic, msr};
+
+#[derive(Debug, Error)]
+pub enum VcpuSetupError {
+    #[error("vCPUs must be created after the in-kernel irqchip (call Vm::create_irqchip first)")]
+    NoIrqchip,
+    #[error("vcpu {index}: {what} failed: {source}")]
+    Ioctl {
+        index: u32,
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
+    #[error("vcpu {index}: {source}")]
+    Msr { index: u32, source: msr::MsrError },
+    #[error("cannot create the vCPU exit eventfd: {0}")]
+    EventFd(#[source] std::io::Error),
+    #[error("cannot install the vCPU kick signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("cannot spawn the thread for vcpu {index}: {source}")]
+    Spawn { index: u32, source: std::io::Error },
+}
+
+/// One vCPU, not yet running.
+pub struct Vcpu {
+    index: u32,
+    fd: VcpuFd,
+}
+
+impl Vcpu {
+    /// `KVM_CREATE_VCPU` with id `index` (the LAPIC's initial ID is set from CPUID).
+    pub fn new(vm: &Vm, index: u32) -> Result<Self, VcpuSetupError> {
+        if !vm.has_irqchip() {
+            return Err(VcpuSetupError::NoIrqchip);
+        }
+        let fd = vm
+            .fd()
+            .create_vcpu(u64::from(index))
+            .map_err(|source| VcpuSetupError::Ioctl {
+                index,
+                what: "KVM_CREATE_VCPU",
+                source,
+            })?;
+        Ok(Self { index, fd })
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    fn ioctl_err(&self, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuSetupError {
+        let index = self.index;
+        move |source| VcpuSetupError::Ioctl {
+            index,
+            what,
+            source,
+        }
+    }
+
+    /// `KVM_SET_CPUID2` (see `arch::x86_64::cpuid::vcpu_cpuid`). Call before the MSRs.
+    pub fn set_cpuid(&self, cpuid: &CpuId) -> Result<(), VcpuSetupError> {
+        self.fd
+            .set_cpuid2(cpuid)
+            .map_err(self.ioctl_err("KVM_SET_CPUID2"))
+    }
+
+    /// `KVM_SET_MSRS`; an empty list means [`msr::default_boot_msrs`].
+    pub fn set_msrs(&self, entries: &[kvm_msr_entry]) -> Result<(), VcpuSetupError> {
+        let defaults;
+        let entries = if entries.is_empty() {
+            defaults = msr::default_boot_msrs();
+            &defaults[..]
+        } else {
+            entries
+        };
+        let index = self.index;
+        let msrs = msr::to_msrs(entries).map_err(|source| VcpuSetupError::Msr { index, source })?;
+        let written = self
+            .fd
+            .set_msrs(&msrs)
+            .map_err(self.ioctl_err("KVM_SET_MSRS"))?;
+        msr::check_written(entries, written).map_err(|source| VcpuSetupError::Msr { index, source })
+    }
+
+    /// LINT0 = ExtINT (unmasked on the BSP), LINT1 = NMI, via `KVM_GET/SET_LAPIC`.
+    pub fn setup_lapic(&self) -> Result<(), VcpuSetupError> {
+        let mut state = self
+            .fd
+            .get_lapic()
+            .map_err(self.ioctl_err("KVM_GET_LAPIC"))?;
+        lapic::set_lint(&mut state.regs, self.index == 0);
+        self.fd
+            .set_lapic(&state)
+            .map_err(self.ioctl_err("KVM_SET_LAPIC"))
+    }
+
+    /// The entry state of the boot CPU (from the boot module). APs get none: they stay
+    /// in `KVM_MP_STATE_UNINITIALIZED` until the guest sends INIT/SIPI.
+    pub fn set_boot_state(
+        &self,
+        regs: &kvm_regs,
+        sregs: &kvm_sregs,
+        fpu: &kvm_fpu,
+    ) -> Result<(), VcpuSetupError> {
+        self.fd
+            .set_sregs(sregs)
+            .map_err(self.ioctl_err("KVM_SET_SREGS"))?;
+        self.fd
+            .set_regs(regs)
+            .map_err(self.ioctl_err("KVM_SET_REGS"))?;
+        self.fd.set_fpu(fpu).map_err(self.ioctl_err("KVM_SET_FPU"))
+    }
+
+    /// `KVM_GET_MP_STATE` (`KVM_MP_STATE_*`).
+    pub fn mp_state(&self) -> Result<u32, VcpuSetupError> {
+        Ok(self
+            .fd
+            .get_mp_state()
+            .map_err(self.ioctl_err("KVM_GET_MP_STATE"))?
+            .mp_state)
+    }
+
+    /// The vCPU fd, for ioctls not wrapped here (register dumps in tests, ...).
+    pub fn fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
+    /// Turns an error exit into an `ExitReason`, adding the suberror and guest RIP.
+    /// Off the hot path: allocation and ioctls are fine here.
+    fn describe(&mut self, err: VcpuError) -> ExitReason {
+        let mut msg = format!("vcpu {}: {err}", self.index);
+        if err == VcpuError::Internal {
+            let run = self.fd.get_kvm_run();
+            if run.exit_reason == KVM_EXIT_INTERNAL_ERROR {
+                // SAFETY: exit_reason says the `internal` member of the union is the
+                // one KVM filled in.
+                let sub = unsafe { run.__bindgen_anon_1.internal.suberror };
+                msg += &format!(", suberror {sub} ({})", internal_suberror_name(sub));
+            }
+        }
+        match self.fd.get_regs() {
+            Ok(r) => msg += &format!(", guest RIP {:#x}", r.rip),
+            Err(e) => msg += &format!(", guest RIP unknown ({e})"),
+        }
+        if let Ok(s) = self.fd.get_sregs() {
+            msg += &format!(" (CS base {:#x}, CR0 {:#x})", s.cs.base, s.cr0);
+        }
+        ExitReason::InternalError(msg)
+    }
+}
+
+/// The signal that kicks a vCPU thread out of `KVM_RUN`.
+pub fn kick_signal() -> i32 {
+    libc::SIGRTMIN()
+}
+
+thread_local! {
+    /// This thread's `kvm_run`, for the kick handler. Const-initialised, no destructor:
+    /// safe to touch from a signal handler.
+    static KVM_RUN_PTR: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn on_kick(_: libc::c_int) {
+    let p = KVM_RUN_PTR.with(|c| c.get());
+    if !p.is_null() {
+        // SAFETY: the pointer is this thread's own kvm_run mapping, set while the VcpuFd
+        // that owns it is alive in this thread and cleared before it is dropped; a
+        // volatile one-byte store is what the kernel expects of `immediate_exit`.
+        unsafe { std::ptr::addr_of_mut!((*p).immediate_exit).write_volatile(1) };
+    }
+}
+
+fn install_kick_handler() -> Result<(), VcpuSetupError> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid starting point; the handler only does
+        // an async-signal-safe volatile store. No SA_RESTART, so KVM_RUN returns EINTR.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(kick_signal(), &sa, std::ptr::null_mut()) != 0 {
+                result = Err(VcpuSetupError::Signal(std::io::Error::last_os_error()));
+            }
+        }
+    });
+    result
+}
+
+/// What the vCPU threads share with the main thread.
+struct RunState {
+    stop: AtomicBool,
+    reason: Mutex<Option<ExitReason>>,
+    exit_evt: EventFd,
+}
+
+impl RunState {
+    /// Records the first reason the run ended and wakes the main loop.
+    fn finish(&self, reason: ExitReason) {
+        let mut slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        drop(slot);
+        let _ = self.exit_evt.write(1);
+    }
+}
+
+/// Reports a panicking vCPU thread so the main loop does not wait forever.
+struct PanicGuard<'a>(&'a RunState, u32);
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.finish(ExitReason::InternalError(format!(
+                "vcpu {} thread panicked",
+                self.1
+            )));
+        }
+    }
+}
+
+/// Blocks the signals the main loop takes with a signalfd, unblocks the kick.
+fn set_vcpu_thread_sigmask() {
+    // SAFETY: plain sigset manipulation on a local and this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The thread body: KVM_RUN, handle the exit, repeat until something ends the run.
+fn vcpu_loop(mut vcpu: Vcpu, buses: &Buses, state: &RunState) {
+    let _guard = PanicGuard(state, vcpu.index);
+    set_vcpu_thread_sigmask();
+    let run_ptr: *mut kvm_run = vcpu.fd.get_kvm_run();
+    KVM_RUN_PTR.with(|c| c.set(run_ptr));
+    let reason = loop {
+        if state.stop.load(Ordering::SeqCst) {
+            break None;
+        }
+        match vcpu.fd.run() {
+            Ok(exit) => match handle_exit(exit, buses) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop(r)) => break Some(r),
+                Err(e) => break Some(vcpu.describe(e)),
+            },
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => {
+                break Some(ExitReason::InternalError(format!(
+                    "vcpu {}: KVM_RUN failed: {e}",
+                    vcpu.index
+                )))
+            }
+        }
+    };
+    KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
+    if let Some(r) = reason {
+        state.finish(r);
+    }
+}
+
+/// The running vCPU threads.
+pub struct RunningVcpus {
+    threads: Vec<JoinHandle<()>>,
+    state: Arc<RunState>,
+}
+
+/// Starts one thread per vCPU, named `vcpu N`.
+pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSetupError> {
+    install_kick_handler()?;
+    let state = Arc::new(RunState {
+        stop: AtomicBool::new(false),
+        reason: Mutex::new(None),
+        exit_evt: EventFd::new(EFD_NONBLOCK).map_err(VcpuSetupError::EventFd)?,
+    });
+    let mut running = RunningVcpus {
+        threads: Vec::with_capacity(vcpus.len()),
+        state: state.clone(),
+    };
+    for vcpu in vcpus {
+        let index = vcpu.index;
+        let (buses, state) = (buses.clone(), state.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("vcpu {index}"))
+            .stack_size(256 * 1024)
+            .spawn(move || vcpu_loop(vcpu, &buses, &state));
+        match spawned {
+            Ok(t) => running.threads.push(t),
+            Err(source) => {
+                running.stop();
+                running.join();
+                return Err(VcpuSetupError::Spawn { index, source });
+            }
+        }
+    }
+    Ok(running)
+}
+
+impl RunningVcpus {
+    /// Readable (an eventfd) once some vCPU has recorded why the run ended.
+    pub fn exit_fd(&self) -> RawFd {
+        self.state.exit_evt.as_raw_fd()
+    }
+
+    /// The recorded reason, if a vCPU ended the run.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.state
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks every vCPU thread to leave `KVM_RUN` and return. Does not wait.
+    pub fn stop(&self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        for t in &self.threads {
+            // SAFETY: the pthread_t belongs to a thread we spawned and have not joined,
+            // so it is still valid even if the thread has exited.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
+        }
+    }
+
+    /// Waits for every vCPU thread. Call after [`Self::stop`] (or once all have ended).
+    pub fn join(&mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Number of vCPU threads still held.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+}
+
+impl Drop for RunningVcpus {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.stop();
+            self.join();
+        }
+    }
+}

@@ -1,0 +1,689 @@
+//! Character-device backends: what a serial port (or the debug console) talks to on
+//! the host.
+//!
+//! [`open`] turns a [`ChardevKind`] into a [`Chardev`]: an output writer for the device
+//! and, for backends with input, a [`ChardevInput`] whose fd the event loop polls for
+//! readability before calling [`ChardevInput::read_input`] with as much room as the
+//! device has (the UART's FIFO space). The fd stays the same for the chardev's whole
+//! life, even for the socket backend whose client comes and goes.
+//!
+//! | kind   | output                          | input                                 |
+//! |--------|---------------------------------|---------------------------------------|
+//! | null   | discarded                       | none                                  |
+//! | stdio  | stdout, unbuffered              | stdin; raw mode if it is a tty; the   |
+//! |        |                                 | Ctrl-A escapes ([`EscapeParser`])     |
+//! | file   | appended or truncated file      | none                                  |
+//! | socket | the connected client, if any    | a unix socket server: one client at a |
+//! |        | (dropped while none / when slow)| time, a new one accepted when it goes |
+//! | pty    | the pty master                  | the pty master; the slave path is     |
+//! |        |                                 | printed on stderr                     |
+//!
+//! The stdio terminal is restored when the [`Chardev`] is dropped, and by
+//! [`restore_terminal`], which the signal path calls before the process exits.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+
+/// The escape character of the stdio backend: Ctrl-A, as in QEMU.
+pub const ESCAPE_CHAR: u8 = 0x01;
+
+/// Which backend a character device uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChardevKind {
+    Null,
+    Stdio,
+    File { path: PathBuf, append: bool },
+    Socket { path: PathBuf },
+    Pty,
+}
+
+#[derive(Debug, Error)]
+pub enum ChardevError {
+    #[error("cannot open {path} for serial output: {source}")]
+    File { path: PathBuf, source: io::Error },
+    #[error("cannot listen on unix socket {path}: {source}")]
+    Socket { path: PathBuf, source: io::Error },
+    #[error("cannot {what} for the serial console: {source}")]
+    Sys {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+fn sys(what: &'static str) -> impl FnOnce(io::Error) -> ChardevError {
+    move |source| ChardevError::Sys { what, source }
+}
+
+/// What a read of a backend's input produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// This many bytes were put at the start of the buffer (maybe 0: an escape was
+    /// swallowed, a socket client came or went).
+    Data(usize),
+    /// The input ended for good (stdin closed): stop polling it.
+    Eof,
+    /// The user typed the quit escape (Ctrl-A x).
+    Quit,
+}
+
+/// The input side of a backend.
+pub trait ChardevInput: Send {
+    /// Readable when there is input (or a state change) to collect.
+    fn fd(&self) -> RawFd;
+    /// Reads at most `buf.len()` bytes of input; does not block after `fd` polled
+    /// readable.
+    fn read_input(&mut self, buf: &mut [u8]) -> io::Result<Input>;
+}
+
+/// An opened backend.
+pub struct Chardev {
+    /// Where the device's output goes.
+    pub output: Box<dyn Write + Send>,
+    /// Where its input comes from, if anywhere.
+    pub input: Option<Box<dyn ChardevInput>>,
+    /// The pty slave path, for the pty backend.
+    pub pty_path: Option<PathBuf>,
+    _term: Option<TermGuard>,
+}
+
+/// Opens the backend `kind`.
+pub fn open(kind: &ChardevKind) -> Result<Chardev, ChardevError> {
+    let plain = |output: Box<dyn Write + Send>, input: Option<Box<dyn ChardevInput>>| Chardev {
+        output,
+        input,
+        pty_path: None,
+        _term: None,
+    };
+    match kind {
+        ChardevKind::Null => Ok(plain(Box::new(io::sink()), None)),
+        ChardevKind::File { path, append } => {
+            let mut o = OpenOptions::new();
+            o.create(true);
+            if *append {
+                o.append(true);
+            } else {
+                o.write(true).truncate(true);
+            }
+            let f = o.open(path).map_err(|source| ChardevError::File {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(plain(Box::new(f), None))
+        }
+        ChardevKind::Stdio => {
+            let out = dup_file(libc::STDOUT_FILENO).map_err(sys("duplicate stdout"))?;
+            let term = TermGuard::raw_if_tty(libc::STDIN_FILENO)
+                .map_err(sys("set the terminal to raw mode"))?;
+            let input = StdinInput {
+                escape: EscapeParser::new(),
+                raw: Vec::new(),
+            };
+            Ok(Chardev {
+                output: Box::new(out),
+                input: Some(Box::new(input)),
+                pty_path: None,
+                _term: term,
+            })
+        }
+        ChardevKind::Socket { path } => {
+            let (out, input) = SocketServer::bind(path).map_err(|source| ChardevError::Socket {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(plain(Box::new(out), Some(Box::new(input))))
+        }
+        ChardevKind::Pty => {
+            let (master, path, slave) = open_pty().map_err(sys("open a pty"))?;
+            eprintln!("vmrun: serial console on {}", path.display());
+            let reader = master
+                .try_clone()
+                .map_err(sys("duplicate the pty master"))?;
+            let input = PtyInput {
+                master: reader,
+                _slave: slave,
+            };
+            Ok(Chardev {
+                output: Box::new(DropOnFull(master)),
+                input: Some(Box::new(input)),
+                pty_path: Some(path),
+                _term: None,
+            })
+        }
+    }
+}
+
+fn dup_file(fd: RawFd) -> io::Result<File> {
+    // SAFETY: dup on an fd number has no memory effects; the result is checked.
+    let new = unsafe { libc::dup(fd) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(new) }))
+}
+
+/// The three outcomes of one input byte through [`EscapeParser`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Send this byte to the guest.
+    Forward(u8),
+    /// Nothing to send (the escape character, or an unknown escape).
+    Swallow,
+    /// Ctrl-A h: show the escape help.
+    Help,
+    /// Ctrl-A x: quit.
+    Quit,
+}
+
+/// The help text for [`Escape::Help`] (with CRs, for a raw terminal).
+pub const ESCAPE_HELP: &str =
+    "\r\nC-a h    print this help\r\nC-a x    exit vmrun\r\nC-a C-a  send C-a to the guest\r\n";
+
+/// Parses the stdio escapes: Ctrl-A x quits, Ctrl-A Ctrl-A sends one Ctrl-A, Ctrl-A h
+/// prints help, Ctrl-A followed by anything else is dropped.
+#[derive(Debug, Default, Clone)]
+pub struct EscapeParser {
+    after_escape: bool,
+}
+
+impl EscapeParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn feed(&mut self, b: u8) -> Escape {
+        if !self.after_escape {
+            if b == ESCAPE_CHAR {
+                self.after_escape = true;
+                return Escape::Swallow;
+            }
+            return Escape::Forward(b);
+        }
+        self.after_escape = false;
+        match b {
+            ESCAPE_CHAR => Escape::Forward(ESCAPE_CHAR),
+            b'x' | b'X' => Escape::Quit,
+            b'h' | b'?' => Escape::Help,
+            _ => Escape::Swallow,
+        }
+    }
+}
+
+struct StdinInput {
+    escape: EscapeParser,
+    raw: Vec<u8>,
+}
+
+impl ChardevInput for StdinInput {
+    fn fd(&self) -> RawFd {
+        libc::STDIN_FILENO
+    }
+
+    fn read_input(&mut self, buf: &mut [u8]) -> io::Result<Input> {
+        if buf.is_empty() {
+            return Ok(Input::Data(0));
+        }
+        self.raw.resize(buf.len(), 0);
+        let n = read_fd(libc::STDIN_FILENO, &mut self.raw)?;
+        if n == 0 {
+            return Ok(Input::Eof);
+        }
+        let mut out = 0;
+        for &b in &self.raw[..n] {
+            match self.escape.feed(b) {
+                Escape::Forward(c) => {
+                    buf[out] = c;
+                    out += 1;
+                }
+                Escape::Swallow => {}
+                Escape::Help => eprint!("{ESCAPE_HELP}"),
+                Escape::Quit => return Ok(Input::Quit),
+            }
+        }
+        Ok(Input::Data(out))
+    }
+}
+
+/// read(2) retried on EINTR.
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: the kernel writes at most buf.len() bytes into buf, which we own.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The terminal state saved before raw mode, for [`restore_terminal`].
+static SAVED_TERMIOS: Mutex<Option<(RawFd, libc::termios)>> = Mutex::new(None);
+
+/// Puts the saved terminal settings back, if raw mode was entered. Safe to call more
+/// than once and from any thread (not from an async signal handler: use a signalfd or
+/// a self-pipe and call it from the main loop).
+pub fn restore_terminal() {
+    let saved = SAVED_TERMIOS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some((fd, t)) = saved {
+        // SAFETY: `t` is a termios the kernel filled for this fd earlier.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) };
+    }
+}
+
+/// Raw mode on a terminal for as long as it lives.
+struct TermGuard;
+
+impl TermGuard {
+    fn raw_if_tty(fd: RawFd) -> io::Result<Option<TermGuard>> {
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(fd) } != 1 {
+            return Ok(None);
+        }
+        // SAFETY: termios is plain data; tcgetattr fills it and the result is checked.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `t` is a valid termios to fill.
+        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        *SAVED_TERMIOS.lock().unwrap_or_else(|p| p.into_inner()) = Some((fd, t));
+        make_raw(&mut t);
+        // Output post-processing stays on so a guest's bare LF still starts a line.
+        t.c_oflag |= libc::OPOST;
+        // SAFETY: `t` is a valid termios derived from the current one.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } != 0 {
+            let e = io::Error::last_os_error();
+            restore_terminal();
+            return Err(e);
+        }
+        Ok(Some(TermGuard))
+    }
+}
+
+impl Drop for TermGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Byte-transparent input: no echo, no line editing, no signals from Ctrl-C (it goes
+/// to the guest; Ctrl-A x quits), 8-bit characters.
+fn make_raw(t: &mut libc::termios) {
+    t.c_iflag &= !(libc::IGNBRK
+        | libc::BRKINT
+        | libc::PARMRK
+        | libc::ISTRIP
+        | libc::INLCR
+        | libc::IGNCR
+        | libc::ICRNL
+        | libc::IXON);
+    t.c_oflag &= !libc::OPOST;
+    t.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::ISIG | libc::IEXTEN);
+    t.c_cflag &= !(libc::CSIZE | libc::PARENB);
+    t.c_cflag |= libc::CS8;
+    t.c_cc[libc::VMIN] = 1;
+    t.c_cc[libc::VTIME] = 0;
+}
+
+/// A non-blocking writer that drops what the reader is too slow (or absent) to take,
+/// rather than stalling the vCPU.
+struct DropOnFull(File);
+
+impl Write for DropOnFull {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(buf.len()),
+            r => r,
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct PtyInput {
+    master: File,
+    /// Held open so the master never sees a hangup while no one has the slave open.
+    _slave: File,
+}
+
+impl ChardevInput for PtyInput {
+    fn fd(&self) -> RawFd {
+        self.master.as_raw_fd()
+    }
+
+    fn read_input(&mut self, buf: &mut [u8]) -> io::Result<Input> {
+        match self.master.read(buf) {
+            Ok(n) => Ok(Input::Data(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Input::Data(0)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A pty pair in raw mode: (non-blocking master, slave path, slave).
+fn open_pty() -> io::Result<(File, PathBuf, File)> {
+    // SAFETY: posix_openpt returns a new descriptor or -1.
+    let m = unsafe {
+        libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+    };
+    if m < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `m` is a fresh descriptor we own from here on.
+    let master = File::from(unsafe { OwnedFd::from_raw_fd(m) });
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: grantpt/unlockpt act on our master fd; ptsname_r writes at most
+    // name.len() bytes, NUL-terminated, into `name`.
+    let ok = unsafe {
+        libc::grantpt(m) == 0
+            && libc::unlockpt(m) == 0
+            && libc::ptsname_r(m, name.as_mut_ptr(), name.len()) == 0
+    };
+    if !ok {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
+    let cname = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    let path = PathBuf::from(cname.to_string_lossy().into_owned());
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)?;
+    // SAFETY: termios is plain data; tcgetattr fills it and the result is checked.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` is valid for the calls; the slave fd is open.
+    if unsafe { libc::tcgetattr(slave.as_raw_fd(), &mut t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    make_raw(&mut t);
+    // SAFETY: as above.
+    if unsafe { libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((master, path, slave))
+}
+
+/// The shared state of the socket backend: the listener and the current client.
+struct SocketState {
+    listener: UnixListener,
+    client: Option<UnixStream>,
+    epoll: OwnedFd,
+}
+
+impl SocketState {
+    /// Makes the epoll set watch exactly `fd`.
+    fn watch(&self, add: RawFd, remove: RawFd) -> io::Result<()> {
+        let ep = self.epoll.as_raw_fd();
+        // SAFETY: epoll_ctl DEL ignores the event pointer; the fds are ours.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, remove, std::ptr::null_mut()) };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: add as u64,
+        };
+        // SAFETY: `ev` is a valid event for the duration of the call.
+        if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, add, &mut ev) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn drop_client(&mut self) -> io::Result<()> {
+        if let Some(c) = self.client.take() {
+            self.watch(self.listener.as_raw_fd(), c.as_raw_fd())?;
+        }
+        Ok(())
+    }
+}
+
+struct SocketServer(Arc<Mutex<SocketState>>);
+struct SocketOutput(Arc<Mutex<SocketState>>);
+
+impl SocketServer {
+    fn bind(path: &Path) -> io::Result<(SocketOutput, SocketServer)> {
+        // A socket file left by an earlier run would make bind fail: replace it, but
+        // never anything that is not a socket.
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            if m.file_type().is_socket() {
+                std::fs::remove_file(path)?;
+            }
+        }
+        let listener = UnixListener::bind(path)?;
+        listener.set_nonblocking(true)?;
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if ep < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `ep` is a fresh descriptor we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
+        let st = SocketState {
+            listener,
+            client: None,
+            epoll,
+        };
+        st.watch(st.listener.as_raw_fd(), -1)?;
+        let st = Arc::new(Mutex::new(st));
+        Ok((SocketOutput(st.clone()), SocketServer(st)))
+    }
+}
+
+impl ChardevInput for SocketServer {
+    fn fd(&self) -> RawFd {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .epoll
+            .as_raw_fd()
+    }
+
+    fn read_input(&mut self, buf: &mut [u8]) -> io::Result<Input> {
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(client) = st.client.as_mut() else {
+            match st.listener.accept() {
+                Ok((c, _)) => {
+                    c.set_nonblocking(true)?;
+                    st.watch(c.as_raw_fd(), st.listener.as_raw_fd())?;
+                    st.client = Some(c);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(Input::Data(0));
+        };
+        match client.read(buf) {
+            Ok(0) => {
+                st.drop_client()?;
+                Ok(Input::Data(0))
+            }
+            Ok(n) => Ok(Input::Data(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Input::Data(0)),
+            Err(_) => {
+                st.drop_client()?;
+                Ok(Input::Data(0))
+            }
+        }
+    }
+}
+
+impl Write for SocketOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = st.client.as_ref() {
+            // SAFETY: send reads at most buf.len() bytes from buf; MSG_NOSIGNAL turns a
+            // vanished peer into EPIPE instead of SIGPIPE.
+            let r = unsafe {
+                libc::send(
+                    c.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            // Errors (slow or gone client) drop the bytes; the input side notices a
+            // client that left and accepts the next one.
+            let _ = r;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(p: &mut EscapeParser, s: &[u8]) -> (Vec<u8>, Vec<Escape>) {
+        let mut out = Vec::new();
+        let mut other = Vec::new();
+        for &b in s {
+            match p.feed(b) {
+                Escape::Forward(c) => out.push(c),
+                Escape::Swallow => {}
+                e => other.push(e),
+            }
+        }
+        (out, other)
+    }
+
+    #[test]
+    fn escapes() {
+        let mut p = EscapeParser::new();
+        assert_eq!(parse(&mut p, b"ls\r"), (b"ls\r".to_vec(), vec![]));
+        assert_eq!(parse(&mut p, b"a\x01\x01b"), (b"a\x01b".to_vec(), vec![]));
+        assert_eq!(
+            parse(&mut p, b"\x01zq"),
+            (b"q".to_vec(), vec![]),
+            "unknown escape dropped"
+        );
+        assert_eq!(parse(&mut p, b"\x01h"), (vec![], vec![Escape::Help]));
+        // Split across reads.
+        assert_eq!(parse(&mut p, b"c\x01"), (b"c".to_vec(), vec![]));
+        assert_eq!(parse(&mut p, b"x"), (vec![], vec![Escape::Quit]));
+        assert_eq!(parse(&mut p, b"x"), (b"x".to_vec(), vec![]), "state resets");
+    }
+
+    #[test]
+    fn file_and_null() {
+        let dir = std::env::temp_dir().join(format!("vmrun-chardev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.log");
+        std::fs::write(&path, b"old\n").unwrap();
+        let mut c = open(&ChardevKind::File {
+            path: path.clone(),
+            append: true,
+        })
+        .unwrap();
+        assert!(c.input.is_none());
+        c.output.write_all(b"new\n").unwrap();
+        drop(c);
+        assert_eq!(std::fs::read(&path).unwrap(), b"old\nnew\n");
+        let mut c = open(&ChardevKind::File {
+            path: path.clone(),
+            append: false,
+        })
+        .unwrap();
+        c.output.write_all(b"x").unwrap();
+        drop(c);
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        let bad = ChardevKind::File {
+            path: dir.join("no/such/dir"),
+            append: false,
+        };
+        assert!(matches!(open(&bad), Err(ChardevError::File { .. })));
+        let mut n = open(&ChardevKind::Null).unwrap();
+        n.output.write_all(b"gone").unwrap();
+        assert!(n.input.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn wait_readable(fd: RawFd) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 2000) == 1 }
+    }
+
+    #[test]
+    fn socket_reconnects() {
+        let dir = std::env::temp_dir().join(format!("vmrun-sock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("serial.sock");
+        let mut c = open(&ChardevKind::Socket { path: path.clone() }).unwrap();
+        c.output.write_all(b"nobody listens").unwrap();
+        let mut input = c.input.take().unwrap();
+        let fd = input.fd();
+        let mut buf = [0u8; 16];
+        for round in 0..2 {
+            let mut peer = UnixStream::connect(&path).unwrap();
+            assert!(wait_readable(fd));
+            assert_eq!(
+                input.read_input(&mut buf).unwrap(),
+                Input::Data(0),
+                "accepted"
+            );
+            assert_eq!(input.fd(), fd, "same fd to poll");
+            peer.write_all(b"hi").unwrap();
+            assert!(wait_readable(fd));
+            assert_eq!(input.read_input(&mut buf).unwrap(), Input::Data(2));
+            assert_eq!(&buf[..2], b"hi");
+            c.output.write_all(b"out").unwrap();
+            let mut got = [0u8; 3];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"out", "round {round}");
+            drop(peer);
+            assert!(wait_readable(fd));
+            assert_eq!(
+                input.read_input(&mut buf).unwrap(),
+                Input::Data(0),
+                "client left"
+            );
+        }
+        // Binding again over the stale socket works.
+        drop(c);
+        drop(input);
+        assert!(open(&ChardevKind::Socket { path: path.clone() }).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pty_round_trip() {
+        let Ok(mut c) = open(&ChardevKind::Pty) else {
+            return;
+        };
+        let path = c.pty_path.clone().unwrap();
+        let mut far = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        c.output.write_all(b"ping\n").unwrap();
+        let mut got = [0u8; 5];
+        far.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping\n", "raw: no CR added");
+        far.write_all(b"k").unwrap();
+        let mut input = c.input.take().unwrap();
+        assert!(wait_readable(input.fd()));
+        let mut buf = [0u8; 4];
+        assert_eq!(input.read_input(&mut buf).unwrap(), Input::Data(1));
+        assert_eq!(buf[0], b'k');
+    }
+}

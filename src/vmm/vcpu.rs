@@ -159,6 +159,11 @@ impl Vcpu {
         &self.fd
     }
 
+    /// The vCPU fd, mutably (`KVM_RUN` outside the vCPU threads: benchmarks, tests).
+    pub fn fd_mut(&mut self) -> &mut VcpuFd {
+        &mut self.fd
+    }
+
     /// Turns an error exit into an `ExitReason`, adding the suberror and guest RIP.
     /// Off the hot path: allocation and ioctls are fine here.
     fn describe(&mut self, err: VcpuError) -> ExitReason {

@@ -1,0 +1,414 @@
+//! End-to-end checks of the KVM side with tiny hand-assembled guests. Needs /dev/kvm:
+//! when it is missing or unusable every test prints "skipped: /dev/kvm not available"
+//! and passes.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{
+    kvm_fpu, kvm_regs, kvm_segment, kvm_sregs, KVM_MP_STATE_RUNNABLE, KVM_MP_STATE_UNINITIALIZED,
+};
+use vm_memory::{Bytes, GuestAddress};
+use vmrun::arch::x86_64::cpuid::{vcpu_cpuid, CpuTopology};
+use vmrun::devices::{BusDevice, VmEvent};
+use vmrun::vmm::event_loop;
+use vmrun::vmm::exit::Buses;
+use vmrun::vmm::kvm::Kvm;
+use vmrun::vmm::vcpu::{self, Vcpu};
+use vmrun::vmm::vm::Vm;
+use vmrun::vmm::ExitReason;
+
+const CODE: u64 = 0x1000;
+const POWEROFF_PORT: u64 = 0x604;
+
+fn kvm_or_skip() -> Option<Kvm> {
+    match Kvm::open() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            println!("skipped: /dev/kvm not available ({e})");
+            None
+        }
+    }
+}
+
+/// Records every byte written to it; reads return 0x5A.
+#[derive(Default)]
+struct Recorder(Vec<u8>);
+impl BusDevice for Recorder {
+    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+        data.fill(0x5a);
+    }
+    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<VmEvent> {
+        self.0.extend_from_slice(data);
+        None
+    }
+}
+
+/// Any write powers the machine off.
+struct PowerOff;
+impl BusDevice for PowerOff {
+    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) -> Option<VmEvent> {
+        Some(VmEvent::Poweroff)
+    }
+}
+
+/// Ignores everything (a POST-port-like sink for the exit-cost loop).
+struct Sink;
+impl BusDevice for Sink {
+    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
+    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) -> Option<VmEvent> {
+        None
+    }
+}
+
+/// The builder's steps, in order, for a small machine with `cpus` vCPUs.
+fn build(kvm: &Kvm, cpus: u32, code: &[u8]) -> (Vm, Vec<Vcpu>) {
+    let mut vm = Vm::new(kvm).unwrap();
+    vm.set_tss_address(0xfeff_d000, 0xfeff_c000).unwrap();
+    vm.add_ram(&[(0, 2 << 20)]).unwrap();
+    vm.create_irqchip().unwrap();
+    vm.create_pit().unwrap();
+    vm.memory().write_slice(code, GuestAddress(CODE)).unwrap();
+    let supported = kvm.supported_cpuid().unwrap();
+    let topo = CpuTopology {
+        sockets: 1,
+        cores: cpus,
+        threads: 1,
+    };
+    let vcpus = (0..cpus)
+        .map(|i| {
+            let v = Vcpu::new(&vm, i).unwrap();
+            v.set_cpuid(&vcpu_cpuid(&supported, &topo, i).unwrap())
+                .unwrap();
+            v.set_msrs(&[]).unwrap();
+            v.setup_lapic().unwrap();
+            v
+        })
+        .collect();
+    (vm, vcpus)
+}
+
+fn real_mode_at(v: &Vcpu, ip: u64) {
+    let mut s = v.fd().get_sregs().unwrap();
+    s.cs.base = 0;
+    s.cs.selector = 0;
+    let regs = kvm_regs {
+        rip: ip,
+        rflags: 2,
+        ..Default::default()
+    };
+    v.set_boot_state(
+        &regs,
+        &s,
+        &kvm_fpu {
+            fcw: 0x37f,
+            mxcsr: 0x1f80,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+fn flat(type_: u8, selector: u16) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        ..Default::default()
+    }
+}
+
+/// 32-bit flat protected mode, paging off, an empty IDT (any exception triple-faults).
+fn protected_mode_at(v: &Vcpu, ip: u64) {
+    let cur = v.fd().get_sregs().unwrap();
+    let mut s = kvm_sregs {
+        apic_base: cur.apic_base,
+        ..cur
+    };
+    s.cs = flat(0xb, 0x8);
+    let data = flat(0x3, 0x10);
+    (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
+    s.tr = kvm_segment {
+        s: 0,
+        type_: 0xb,
+        limit: 0x67,
+        db: 0,
+        g: 0,
+        ..flat(0xb, 0x18)
+    };
+    s.idt.base = 0;
+    s.idt.limit = 0;
+    s.cr0 = 0x11; // PE | ET
+    s.cr4 = 0;
+    s.efer = 0;
+    let regs = kvm_regs {
+        rip: ip,
+        rflags: 2,
+        rsp: 0x8000,
+        ..Default::default()
+    };
+    v.set_boot_state(
+        &regs,
+        &s,
+        &kvm_fpu {
+            fcw: 0x37f,
+            mxcsr: 0x1f80,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+fn buses_with(rec: Arc<Mutex<Recorder>>) -> Buses {
+    let mut b = Buses::default();
+    b.pio.insert(rec, 0x3f8, 8).unwrap();
+    b.pio
+        .insert(Arc::new(Mutex::new(PowerOff)), POWEROFF_PORT, 2)
+        .unwrap();
+    b.pio.insert(Arc::new(Mutex::new(Sink)), 0x80, 1).unwrap();
+    b
+}
+
+fn vcpu_thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| s.starts_with("vcpu "))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Real mode: "A", "B", the recorder's read value, an unmapped port's value, then
+/// a write to the poweroff device (and a HLT that must not be reached as poweroff).
+#[rustfmt::skip]
+const REAL_MODE_GUEST: &[u8] = &[
+    0xba, 0xf8, 0x03,       // mov dx, 0x3f8
+    0xb0, b'A', 0xee,       // mov al, 'A'; out dx, al
+    0xb0, b'B', 0xee,       // mov al, 'B'; out dx, al
+    0xec, 0xee,             // in al, dx (0x5a); out dx, al
+    0xba, 0x10, 0x05,       // mov dx, 0x510 (nothing there)
+    0xec,                   // in al, dx  -> 0xff
+    0xba, 0xf8, 0x03,       // mov dx, 0x3f8
+    0xee,                   // out dx, al
+    0xba, 0x04, 0x06,       // mov dx, 0x604
+    0xee,                   // out dx, al -> poweroff
+    0xf4, 0xeb, 0xfd,       // hlt; jmp hlt
+];
+
+#[test]
+fn real_mode_guest_writes_and_powers_off() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let t0 = Instant::now();
+    let (_vm, vcpus) = build(&kvm, 1, REAL_MODE_GUEST);
+    real_mode_at(&vcpus[0], CODE);
+    let rec = Arc::new(Mutex::new(Recorder::default()));
+    let running = vcpu::start(vcpus, Arc::new(buses_with(rec.clone()))).unwrap();
+    let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(20)), || {});
+    let took = t0.elapsed();
+    println!(
+        "VM + 1 vCPU + tiny real-mode guest to poweroff: {took:?} (from Kvm::open: see below)"
+    );
+    assert_eq!(reason, ExitReason::Poweroff);
+    assert_eq!(reason.exit_code(), 0);
+    assert_eq!(rec.lock().unwrap().0, b"AB\x5a\xff");
+}
+
+#[test]
+fn time_create_vm_and_run_tiny_guest() {
+    // 32-bit: out to the poweroff port at once.
+    const GUEST: &[u8] = &[0x66, 0xba, 0x04, 0x06, 0xee, 0xf4];
+    if kvm_or_skip().is_none() {
+        return;
+    }
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let kvm = Kvm::open().unwrap();
+        let (_vm, vcpus) = build(&kvm, 1, GUEST);
+        protected_mode_at(&vcpus[0], CODE);
+        let running = vcpu::start(vcpus, Arc::new(buses_with(Default::default()))).unwrap();
+        let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(20)), || {});
+        assert_eq!(reason, ExitReason::Poweroff);
+        samples.push(t0.elapsed());
+    }
+    samples.sort();
+    println!(
+        "open /dev/kvm + VM + 1 vCPU + run to poweroff (32-bit guest): min {:?} median {:?}",
+        samples[0], samples[2]
+    );
+}
+
+#[test]
+fn triple_fault_is_reported() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    // ud2 with an empty IDT: #UD -> #GP -> #DF -> shutdown.
+    let (_vm, vcpus) = build(&kvm, 1, &[0x0f, 0x0b]);
+    protected_mode_at(&vcpus[0], CODE);
+    let running = vcpu::start(vcpus, Arc::new(Buses::default())).unwrap();
+    let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(20)), || {});
+    assert_eq!(reason, ExitReason::TripleFault);
+    assert_eq!(reason.exit_code(), 4);
+}
+
+#[test]
+fn smp_vcpus_are_named_and_stop_on_timeout() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let (_vm, vcpus) = build(&kvm, 4, &[0xeb, 0xfe]); // jmp $
+    protected_mode_at(&vcpus[0], CODE);
+    assert_eq!(vcpus[0].mp_state().unwrap(), KVM_MP_STATE_RUNNABLE);
+    for ap in &vcpus[1..] {
+        assert_eq!(ap.mp_state().unwrap(), KVM_MP_STATE_UNINITIALIZED);
+    }
+    let running = vcpu::start(vcpus, Arc::new(Buses::default())).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        vcpu_thread_names(),
+        vec!["vcpu 0", "vcpu 1", "vcpu 2", "vcpu 3"]
+    );
+    let t0 = Instant::now();
+    let restored = std::cell::Cell::new(false);
+    let reason = event_loop::run(
+        running,
+        Vec::new(),
+        Some(Duration::from_millis(200)),
+        || restored.set(true),
+    );
+    let took = t0.elapsed();
+    assert_eq!(reason, ExitReason::Timeout);
+    assert_eq!(reason.exit_code(), 124);
+    assert!(restored.get());
+    println!(
+        "200 ms timeout with a spinning BSP and 3 waiting APs: stopped and joined after {took:?}"
+    );
+    assert!(vcpu_thread_names().is_empty());
+}
+
+#[test]
+fn sigterm_stops_the_run() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let (_vm, vcpus) = build(&kvm, 2, &[0xeb, 0xfe]);
+    protected_mode_at(&vcpus[0], CODE);
+    let running = vcpu::start(vcpus, Arc::new(Buses::default())).unwrap();
+    // SAFETY: plain syscalls on our own process/thread ids.
+    let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        // Aimed at the thread running the loop (which has SIGTERM blocked and
+        // takes it from its signalfd), not the whole test process.
+        // SAFETY: tgkill on a live thread of this process.
+        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGTERM) };
+    });
+    let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(20)), || {});
+    killer.join().unwrap();
+    assert_eq!(reason, ExitReason::Signal(libc::SIGTERM));
+    assert_eq!(reason.exit_code(), 143);
+}
+
+#[test]
+fn input_sources_are_fed() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let (_vm, vcpus) = build(&kvm, 1, &[0xeb, 0xfe]);
+    protected_mode_at(&vcpus[0], CODE);
+    let running = vcpu::start(vcpus, Arc::new(Buses::default())).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a 2-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: writing 3 bytes from a static buffer to the pipe we just made.
+    assert_eq!(
+        unsafe { libc::write(fds[1], b"hi\n".as_ptr().cast(), 3) },
+        3
+    );
+    // SAFETY: closing our write end so the reader sees EOF.
+    unsafe { libc::close(fds[1]) };
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (rfd, sink) = (fds[0], got.clone());
+    let source = event_loop::InputSource {
+        fd: rfd,
+        on_readable: Box::new(move || {
+            let mut buf = [0u8; 16];
+            // SAFETY: reading into a local buffer from our pipe.
+            let n = unsafe { libc::read(rfd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return event_loop::Input::Closed;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n as usize]);
+            event_loop::Input::Open
+        }),
+    };
+    let reason = event_loop::run(
+        running,
+        vec![source],
+        Some(Duration::from_millis(200)),
+        || {},
+    );
+    // SAFETY: closing the read end we own.
+    unsafe { libc::close(rfd) };
+    assert_eq!(reason, ExitReason::Timeout);
+    assert_eq!(&*got.lock().unwrap(), b"hi\n");
+}
+
+/// 32-bit loop: `N` x `out 0x80, al`, then poweroff.
+fn pio_loop_guest(n: u32) -> Vec<u8> {
+    let mut g = vec![0xb9];
+    g.extend_from_slice(&n.to_le_bytes()); // mov ecx, n
+    g.extend_from_slice(&[0x66, 0xba, 0x80, 0x00]); // mov dx, 0x80
+    g.extend_from_slice(&[0xee, 0x49, 0x75, 0xfc]); // 1: out dx, al; dec ecx; jnz 1b
+    g.extend_from_slice(&[0x66, 0xba, 0x04, 0x06, 0xee, 0xf4]); // mov dx, 0x604; out; hlt
+    g
+}
+
+#[test]
+fn pio_exit_cost_vs_bare_loop() {
+    const N: u32 = 20_000;
+    let Some(kvm) = kvm_or_skip() else { return };
+    // Bare: KVM_RUN and a match, nothing else.
+    let (_vm, mut vcpus) = build(&kvm, 1, &pio_loop_guest(N));
+    protected_mode_at(&vcpus[0], CODE);
+    let mut v = vcpus.pop().unwrap();
+    let t0 = Instant::now();
+    let mut exits = 0u32;
+    loop {
+        match vcpu_run_raw(&mut v) {
+            Some(0x604) => break,
+            Some(_) => exits += 1,
+            None => panic!("unexpected exit"),
+        }
+    }
+    let bare = t0.elapsed();
+    assert_eq!(exits, N);
+
+    let (_vm2, vcpus) = build(&kvm, 1, &pio_loop_guest(N));
+    protected_mode_at(&vcpus[0], CODE);
+    let t0 = Instant::now();
+    let running = vcpu::start(vcpus, Arc::new(buses_with(Default::default()))).unwrap();
+    let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(60)), || {});
+    let ours = t0.elapsed();
+    assert_eq!(reason, ExitReason::Poweroff);
+    let per = |d: Duration| d.as_nanos() as f64 / f64::from(N) / 1000.0;
+    println!(
+        "PIO exit: bare KVM loop {:.3} us, vmrun {:.3} us per exit (overhead {:.3} us; includes thread start)",
+        per(bare),
+        per(ours),
+        per(ours) - per(bare)
+    );
+}
+
+/// One KVM_RUN; the port of an IoOut exit.
+fn vcpu_run_raw(v: &mut Vcpu) -> Option<u16> {
+    match v.fd_mut().run() {
+        Ok(kvm_ioctls::VcpuExit::IoOut(port, _)) => Some(port),
+        _ => None,
+    }
+}

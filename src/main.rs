@@ -1,1 +1,149 @@
-fn main() {}
+//! The `vmrun` command line. `anyhow` lives here and nowhere else.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use vmrun::config;
+use vmrun::spec::{self, MachineSpec};
+
+/// vmrun: run KVM virtual machines declared in TOML.
+///
+/// `vmrun machine.toml` checks the machine file and runs it.
+#[derive(Parser)]
+#[command(name = "vmrun", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// The machine file.
+    #[arg(required = true)]
+    file: Option<PathBuf>,
+    /// Stop the machine after this long (e.g. 30s, 2m); exit code 124.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the machine file and run it (the default).
+    Run(RunArgs),
+    /// Check machine files: exit 0 when all are valid, 1 with every error otherwise.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the resolved machine (defaults expanded, resources assigned) as TOML.
+    Show { file: PathBuf },
+    /// Print the bus and device tree as Graphviz DOT (`vmrun graph m.toml | dot -Tsvg`).
+    Graph { file: PathBuf },
+    /// Print the JSON Schema of machine files, for editors (taplo, Even Better TOML).
+    Schema,
+}
+
+/// A machine file that failed `check`; its diagnostics were already printed.
+#[derive(Debug)]
+struct Invalid(usize);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} error{} found", self.0, if self.0 == 1 { "" } else { "s" })
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Loads and checks `path`, printing every diagnostic to stderr.
+fn resolve(path: &Path) -> anyhow::Result<MachineSpec> {
+    let (sources, result) = vmrun::load_and_check(path)?;
+    match result {
+        Ok(spec) => Ok(spec),
+        Err(diags) => {
+            let mut err = std::io::stderr().lock();
+            for d in &diags {
+                let _ = writeln!(err, "{}", d.render(&sources));
+            }
+            Err(Invalid(diags.len()).into())
+        }
+    }
+}
+
+fn print(s: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        // `vmrun show m.toml | head` closes the pipe early; that is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to standard output"),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file = args.file.context("no machine file given")?;
+    let _spec = resolve(&file)?;
+    let _ = args.timeout;
+    anyhow::bail!("{}: the machine is valid, but vmrun is not yet able to run machines", file.display())
+}
+
+fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Check { files }) => {
+            let mut bad = 0;
+            for f in &files {
+                match resolve(f) {
+                    Ok(_) => {}
+                    Err(e) if e.is::<Invalid>() => {
+                        eprintln!("{}: {e}", f.display());
+                        bad += 1;
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        bad += 1;
+                    }
+                }
+            }
+            if bad == 0 {
+                let n = files.len();
+                eprintln!("{n} machine file{} ok", if n == 1 { "" } else { "s" });
+            }
+            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Some(Command::Show { file }) => {
+            print(&spec::show::to_toml(&resolve(&file)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Graph { file }) => {
+            print(&spec::graph::to_dot(&resolve(&file)?))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Schema) => {
+            let schema = serde_json::to_string_pretty(&config::schema::json_schema())?;
+            print(&format!("{schema}\n"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match main_inner(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if !e.is::<Invalid>() {
+                eprintln!("error: {e:#}");
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,126 @@
-//! board
+//! What each board implies: its root buses, the chipset's own ports and MMIO ranges,
+//! the PCI slots the chipset takes, its default devices, and where the 32-bit PCI hole
+//! starts. Boards are data; `spec` reads them.
+
+mod microvm;
+mod pc;
+mod q35;
+
+use crate::config::reader::PciAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BoardKind {
+    Pc,
+    Q35,
+    Microvm,
+}
+
+impl BoardKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pc" => Some(Self::Pc),
+            "q35" => Some(Self::Q35),
+            "microvm" => Some(Self::Microvm),
+            _ => None,
+        }
+    }
+
+    pub fn board(self) -> &'static Board {
+        match self {
+            Self::Pc => &pc::BOARD,
+            Self::Q35 => &q35::BOARD,
+            Self::Microvm => &microvm::BOARD,
+        }
+    }
+}
+
+/// The board's root PCI bus.
+#[derive(Debug)]
+pub struct PciRoot {
+    /// Bus id devices name: "pci.0" or "pcie.0".
+    pub id: &'static str,
+    /// PCI Express root complex (q35) or conventional PCI (pc).
+    pub express: bool,
+    /// Slots/functions the chipset occupies, with what sits there.
+    pub chipset: &'static [(PciAddr, &'static str)],
+    /// Where automatic slot assignment starts.
+    pub first_auto_slot: u8,
+    /// The GSI that PIRQ A, B, C, D of the root bus raise.
+    pub pirq_gsi: [u32; 4],
+}
+
+#[derive(Debug)]
+pub struct Board {
+    pub kind: BoardKind,
+    pub name: &'static str,
+    /// What the board is, for `graph` and messages.
+    pub title: &'static str,
+    pub pci: Option<PciRoot>,
+    /// Ports the chipset decodes itself: (base, length, what).
+    pub chipset_io: &'static [(u16, u16, &'static str)],
+    /// MMIO ranges the chipset decodes itself: (base, length, what).
+    pub chipset_mmio: &'static [(u64, u64, &'static str)],
+    /// Devices every machine of this board has (the in-kernel interrupt controllers).
+    pub intrinsic: &'static str,
+    /// Default devices, dropped by `defaults = false`.
+    pub defaults: &'static str,
+    pub max_cpus: u32,
+    pub min_memory: u64,
+    /// RAM below 4 GiB ends here when it would otherwise reach into the PCI hole.
+    pub low_limit_small: u64,
+    /// ... and here when RAM is at least `low_limit_small` (gigabyte alignment, as QEMU).
+    pub low_limit_large: u64,
+    /// SLP_TYP value for S5 in PM1a_CNT (and the DSDT's `_S5`).
+    pub s5_typ: u8,
+    /// Where virtio-mmio transports go (microvm): base, stride, count.
+    pub virtio_mmio: Option<(u64, u64, u32)>,
+}
+
+/// The highest guest-physical address vmrun places RAM below (40 bits).
+pub const ADDRESS_SPACE_END: u64 = 1 << 40;
+/// RAM above the PCI hole starts here.
+pub const HIGH_RAM_START: u64 = 1 << 32;
+/// GSIs of the in-kernel IOAPIC: 0..24.
+pub const IOAPIC_PINS: u32 = 24;
+
+impl Board {
+    /// Top of RAM below 4 GiB for `ram` bytes of RAM.
+    pub fn low_limit(&self, ram: u64) -> u64 {
+        if ram >= self.low_limit_small {
+            self.low_limit_large
+        } else {
+            self.low_limit_small
+        }
+    }
+
+    /// (below 4 GiB, above 4 GiB) split of `ram`.
+    pub fn ram_split(&self, ram: u64) -> (u64, u64) {
+        let low = ram.min(self.low_limit(ram));
+        (low, ram - low)
+    }
+
+    /// The root bus ids this board has, with their kind names.
+    pub fn root_buses(&self) -> Vec<(&'static str, &'static str)> {
+        let mut v = vec![("sysbus", "system bus"), ("isa", if self.kind == BoardKind::Q35 { "ISA (ICH9 LPC)" } else { "ISA" })];
+        if let Some(p) = &self.pci {
+            v.push((p.id, if p.express { "PCIe root complex" } else { "PCI host bridge (i440FX)" }));
+        }
+        v
+    }
+}
+
+const fn addr(slot: u8, func: u8) -> PciAddr {
+    PciAddr { slot, func }
+}
+
+/// The interrupt controllers every board has: KVM's in-kernel PIC and IOAPIC.
+const INTRINSIC: &str = r#"
+[[device]]
+id = "pic"
+kind = "pic"
+
+[[device]]
+id = "ioapic"
+kind = "ioapic"
+"#;
+

@@ -1,0 +1,209 @@
+//! The `check` stage: the typed machine file → [`MachineSpec`], with every error a
+//! user can cause found here, all at once.
+
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{devices, topology, ArtifactSpec, BootSpec, CpuTopology, MachineSpec};
+use crate::board::{ADDRESS_SPACE_END, HIGH_RAM_START};
+use crate::config::model::Machine;
+use crate::config::reader::{Artifact, Sp};
+use crate::config::source::Diagnostic;
+use crate::config::units::format_size;
+
+/// The longest kernel command line we accept (x86 Linux's COMMAND_LINE_SIZE).
+pub const MAX_CMDLINE: usize = 2048;
+/// The largest firmware image: it is mapped just below 4 GiB.
+pub const MAX_FIRMWARE: u64 = 16 << 20;
+
+/// Checks the machine and resolves every resource. Pure but for reading the files the
+/// machine names (existence, digests).
+pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let board = m.board.value.board();
+
+    let memory = m.memory.value;
+    if memory < board.min_memory {
+        diags.push(
+            Diagnostic::new(&m.memory.loc, format!("memory {} is too small for board {}", format_size(memory), board.name))
+                .label(format!("at least {}", format_size(board.min_memory))),
+        );
+    } else if memory % 4096 != 0 {
+        diags.push(Diagnostic::new(&m.memory.loc, "memory must be a whole number of 4 KiB pages").label("not page-aligned"));
+    }
+    let (below, above) = board.ram_split(memory);
+    if above > 0 && HIGH_RAM_START.saturating_add(above) > ADDRESS_SPACE_END {
+        diags.push(
+            Diagnostic::new(&m.memory.loc, format!("memory {} does not fit in the guest address space", format_size(memory)))
+                .label(format!("RAM above 4 GiB would end at {:#x}", HIGH_RAM_START.saturating_add(above)))
+                .note(format!("vmrun places RAM below {:#x} (40-bit guest physical addresses)", ADDRESS_SPACE_END)),
+        );
+    }
+
+    let cpus = check_cpus(m, &mut diags);
+    let boot = check_boot(m, &mut diags);
+    let buses = topology::resolve(m, board, &mut diags);
+    let devices = devices::resolve(m, board, &buses, (below, above), &mut diags);
+
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(MachineSpec {
+        name: m.name.value.clone(),
+        board: m.board.value,
+        memory,
+        ram_below_4g: below,
+        ram_above_4g: above,
+        cpus,
+        boot,
+        buses: buses.into_iter().map(|b| b.spec).collect(),
+        devices,
+    })
+}
+
+fn check_cpus(m: &Machine, diags: &mut Vec<Diagnostic>) -> CpuTopology {
+    let board = m.board.value.board();
+    let get = |v: &Option<Sp<i64>>| v.as_ref().map(|s| s.value as u32);
+    let (cpus, sockets, threads) = (get(&m.cpus), get(&m.sockets), get(&m.threads));
+    let sockets = sockets.unwrap_or(1);
+    let threads = threads.unwrap_or(1);
+    let cores = match (get(&m.cores), cpus) {
+        (Some(c), _) => c,
+        (None, Some(n)) if n % (sockets * threads) == 0 => n / (sockets * threads),
+        (None, Some(n)) => {
+            let loc = m.cpus.as_ref().map_or(&m.anchor, |c| &c.loc);
+            diags.push(
+                Diagnostic::new(loc, format!("cpus = {n} can't be split into {sockets} socket(s) × {threads} thread(s)"))
+                    .label("not a multiple of sockets × threads"),
+            );
+            1
+        }
+        (None, None) => 1,
+    };
+    let topo = CpuTopology { sockets, cores, threads };
+    let product = sockets as u64 * cores as u64 * threads as u64;
+    let anchor = m.cpus.as_ref().or(m.sockets.as_ref()).or(m.cores.as_ref()).or(m.threads.as_ref());
+    let loc = anchor.map_or(&m.anchor, |s| &s.loc);
+    if let Some(n) = cpus {
+        if product != n as u64 {
+            diags.push(
+                Diagnostic::new(loc, format!("sockets × cores × threads = {sockets} × {cores} × {threads} = {product}, but cpus = {n}"))
+                    .label("the CPU topology does not add up"),
+            );
+            return CpuTopology { sockets: 1, cores: 1, threads: 1 };
+        }
+    }
+    if product > board.max_cpus as u64 {
+        diags.push(
+            Diagnostic::new(loc, format!("{product} CPUs are too many for board {}", board.name))
+                .label(format!("at most {}", board.max_cpus)),
+        );
+        return CpuTopology { sockets: 1, cores: 1, threads: 1 };
+    }
+    let last_apic = topo.apic_id(topo.count() - 1);
+    if last_apic >= 255 {
+        diags.push(
+            Diagnostic::new(loc, format!("this CPU topology needs APIC IDs up to {last_apic}"))
+                .label("xAPIC IDs end at 254")
+                .note("APIC IDs pack socket, core and thread numbers in power-of-two fields"),
+        );
+    }
+    topo
+}
+
+fn check_boot(m: &Machine, diags: &mut Vec<Diagnostic>) -> BootSpec {
+    let b = &m.boot;
+    let kernel = b.kernel.as_ref().and_then(|a| artifact(a, "kernel", diags));
+    let initrd = b.initrd.as_ref().and_then(|a| artifact(a, "initrd", diags));
+    let firmware = b.firmware.as_ref().and_then(|a| artifact(a, "firmware", diags));
+    if b.kernel.is_none() {
+        if let Some(i) = &b.initrd {
+            diags.push(Diagnostic::new(&i.path.loc, "an initrd needs a kernel").label("no `kernel` in [boot]"));
+        }
+        if let Some(c) = &b.cmdline {
+            diags.push(Diagnostic::new(&c.loc, "a command line needs a kernel").label("no `kernel` in [boot]"));
+        }
+    }
+    let cmdline = b.cmdline.as_ref().map(|c| c.value.clone()).unwrap_or_default();
+    if let Some(c) = &b.cmdline {
+        if c.value.len() >= MAX_CMDLINE {
+            diags.push(
+                Diagnostic::new(&c.loc, format!("the kernel command line is {} bytes long", c.value.len()))
+                    .label(format!("at most {} bytes", MAX_CMDLINE - 1)),
+            );
+        }
+        if c.value.contains('\0') {
+            diags.push(Diagnostic::new(&c.loc, "the kernel command line contains a NUL byte").label("NUL"));
+        }
+    }
+    if let (Some(fw), Some(a)) = (&firmware, &b.firmware) {
+        check_firmware_size(&fw.path, a, diags);
+    }
+    BootSpec { kernel, initrd, cmdline, firmware }
+}
+
+fn check_firmware_size(path: &Path, a: &Artifact, diags: &mut Vec<Diagnostic>) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let size = meta.len();
+    if size == 0 || size > MAX_FIRMWARE || size % 4096 != 0 {
+        diags.push(
+            Diagnostic::new(&a.path.loc, format!("firmware image {} is {size} bytes", path.display()))
+                .label("must be a non-empty whole number of 4 KiB pages, at most 16 MiB"),
+        );
+    }
+}
+
+/// Resolves an artifact: it must be a readable regular file whose digest matches.
+fn artifact(a: &Artifact, what: &str, diags: &mut Vec<Diagnostic>) -> Option<ArtifactSpec> {
+    let path = existing_file(&a.path, what, diags)?;
+    if let Some(want) = &a.sha256 {
+        match sha256_file(&path) {
+            Ok(got) if got.eq_ignore_ascii_case(&want.value) => {}
+            Ok(got) => {
+                diags.push(
+                    Diagnostic::new(&want.loc, format!("{what} {} does not match its sha256", path.display()))
+                        .label("expected this digest")
+                        .note(format!("the file's sha256 is {got}")),
+                );
+                return None;
+            }
+            Err(e) => {
+                diags.push(Diagnostic::new(&a.path.loc, format!("cannot read {what} {}: {e}", path.display())).label("unreadable"));
+                return None;
+            }
+        }
+    }
+    Some(ArtifactSpec { path, sha256: a.sha256.as_ref().map(|h| h.value.to_ascii_lowercase()) })
+}
+
+/// The absolute path of a file that must exist.
+pub(super) fn existing_file(p: &Sp<std::path::PathBuf>, what: &str, diags: &mut Vec<Diagnostic>) -> Option<std::path::PathBuf> {
+    match std::fs::metadata(&p.value) {
+        Ok(meta) if meta.is_dir() => {
+            diags.push(Diagnostic::new(&p.loc, format!("{what} {} is a directory", p.value.display())).label("not a file"));
+            None
+        }
+        Ok(_) => Some(std::fs::canonicalize(&p.value).unwrap_or_else(|_| p.value.clone())),
+        Err(e) => {
+            let why = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+            diags.push(Diagnostic::new(&p.loc, format!("{what} {} not found", p.value.display())).label(why));
+            None
+        }
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,160 @@
+//! `vmrun show`: the resolved spec as a machine file — defaults expanded, every
+//! resource explicit, buses and devices sorted by id — so it diffs cleanly and reads
+//! back to the same spec.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{mac_string, ArtifactSpec, CharBackend, DeviceKind, DeviceSpec, FwCfgData, MachineSpec, NicBackend};
+use crate::config::units::format_size;
+
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn qp(p: &Path) -> String {
+    q(&p.to_string_lossy())
+}
+
+fn artifact(a: &ArtifactSpec) -> String {
+    match &a.sha256 {
+        Some(h) => format!("{{ path = {}, sha256 = {} }}", qp(&a.path), q(h)),
+        None => qp(&a.path),
+    }
+}
+
+pub fn to_toml(spec: &MachineSpec) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# The resolved machine: every default expanded and every resource assigned.");
+    let _ = writeln!(o, "[machine]");
+    let _ = writeln!(o, "name = {}", q(&spec.name));
+    let _ = writeln!(o, "board = {}", q(spec.board.board().name));
+    let _ = writeln!(
+        o,
+        "memory = {}  # {} below 4 GiB, {} above",
+        q(&format_size(spec.memory)),
+        format_size(spec.ram_below_4g),
+        format_size(spec.ram_above_4g)
+    );
+    let c = &spec.cpus;
+    let _ = writeln!(o, "cpus = {}\nsockets = {}\ncores = {}\nthreads = {}", c.count(), c.sockets, c.cores, c.threads);
+    let _ = writeln!(o, "defaults = false");
+    let b = &spec.boot;
+    if b.kernel.is_some() || b.firmware.is_some() {
+        let _ = writeln!(o, "\n[boot]");
+        if let Some(k) = &b.kernel {
+            let _ = writeln!(o, "kernel = {}", artifact(k));
+        }
+        if let Some(i) = &b.initrd {
+            let _ = writeln!(o, "initrd = {}", artifact(i));
+        }
+        if b.kernel.is_some() {
+            let _ = writeln!(o, "cmdline = {}", q(&b.cmdline));
+        }
+        if let Some(f) = &b.firmware {
+            let _ = writeln!(o, "firmware = {}", artifact(f));
+        }
+    }
+    let mut buses: Vec<_> = spec.buses.iter().filter(|b| b.parent.is_some()).collect();
+    buses.sort_by(|a, b| a.id.cmp(&b.id));
+    for bus in buses {
+        let _ = writeln!(o, "\n[[bus]]\nid = {}\nkind = {}", q(&bus.id), q(bus.kind.name()));
+        if let Some(p) = &bus.parent {
+            let _ = writeln!(o, "parent = {}", q(p));
+        }
+        if let Some(a) = bus.addr {
+            let _ = write!(o, "addr = {}", q(&a.to_string()));
+            if let Some(n) = bus.number {
+                let _ = write!(o, "  # secondary bus {n}");
+            }
+            o.push('\n');
+        }
+    }
+    for d in &spec.devices {
+        device(&mut o, d);
+    }
+    o
+}
+
+fn device(o: &mut String, d: &DeviceSpec) {
+    let _ = writeln!(o, "\n[[device]]\nid = {}\nkind = {}\nbus = {}", q(&d.id), q(d.kind.name()), q(&d.bus));
+    if let Some(p) = &d.pci {
+        let _ = writeln!(o, "addr = {}  # {:02x}:{}, INT{} → GSI {}", q(&p.addr.to_string()), p.bus_number, p.addr, (b'A' + p.pin - 1) as char, p.gsi);
+    }
+    if let Some(io) = d.io {
+        let ranges: Vec<String> = d
+            .io_ranges
+            .iter()
+            .map(|(b, l)| if *l == 1 { format!("{b:#x}") } else { format!("{b:#x}-{:#x}", b + l - 1) })
+            .collect();
+        let _ = writeln!(o, "io = {io:#x}  # ports {}", ranges.join(", "));
+    }
+    let sysbus_virtio = matches!(d.kind, DeviceKind::Nic { .. } | DeviceKind::Disk { .. }) && d.pci.is_none();
+    if let Some(irq) = d.irq {
+        let _ = writeln!(o, "irq = {irq}");
+    }
+    if let (Some((base, len)), true) = (d.mmio, sysbus_virtio) {
+        let _ = writeln!(o, "mmio = {base:#x}  # {len:#x} bytes");
+    }
+    match &d.kind {
+        DeviceKind::Serial { backend, log } => {
+            chardev(o, backend);
+            if let Some(l) = log {
+                let _ = writeln!(o, "log = {}", qp(l));
+            }
+        }
+        DeviceKind::Debugcon { backend } => chardev(o, backend),
+        DeviceKind::Rtc { localtime } => {
+            let _ = writeln!(o, "clock = {}", q(if *localtime { "localtime" } else { "utc" }));
+        }
+        DeviceKind::FwCfg { files } => {
+            let items: Vec<String> = files
+                .iter()
+                .map(|(name, data)| match data {
+                    FwCfgData::File(p) => format!("{{ name = {}, path = {} }}", q(name), qp(p)),
+                    FwCfgData::Inline(s) => format!("{{ name = {}, string = {} }}", q(name), q(s)),
+                })
+                .collect();
+            let _ = writeln!(o, "files = [{}]", items.join(", "));
+        }
+        DeviceKind::Vga { vram } => {
+            let _ = writeln!(o, "vram = {}", q(&format_size(*vram)));
+        }
+        DeviceKind::Nic { model, mac, backend } => {
+            let _ = writeln!(o, "model = {}\nmac = {}", q(model), q(&mac_string(mac)));
+            match backend {
+                NicBackend::None => {
+                    let _ = writeln!(o, "backend = \"none\"");
+                }
+                NicBackend::Tap(name) => {
+                    let _ = writeln!(o, "backend = \"tap\"");
+                    if let Some(n) = name {
+                        let _ = writeln!(o, "tap = {}", q(n));
+                    }
+                }
+                NicBackend::Switch(p) => {
+                    let _ = writeln!(o, "backend = \"switch\"\nswitch = {}", qp(p));
+                }
+            }
+        }
+        DeviceKind::Disk { path, readonly, format } => {
+            let _ = writeln!(o, "path = {}\nreadonly = {readonly}\nformat = {}", qp(path), q(format));
+        }
+        DeviceKind::I8042 | DeviceKind::Pm { .. } | DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic => {}
+    }
+}
+
+fn chardev(o: &mut String, b: &CharBackend) {
+    let (name, path) = match b {
+        CharBackend::Stdio => ("stdio", None),
+        CharBackend::Stderr => ("stderr", None),
+        CharBackend::File(p) => ("file", Some(p)),
+        CharBackend::Socket(p) => ("socket", Some(p)),
+        CharBackend::Pty => ("pty", None),
+        CharBackend::Null => ("null", None),
+    };
+    let _ = writeln!(o, "backend = {}", q(name));
+    if let Some(p) = path {
+        let _ = writeln!(o, "path = {}", qp(p));
+    }
+}

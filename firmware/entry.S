@@ -49,38 +49,14 @@ pvh_entry:
 	movw %ax, %fs
 	movw %ax, %gs
 
-	/* Zero .bss (the stack lives there; nothing is on it yet). */
+	/* Zero .bss. The stacks and the bootstrap page tables are elsewhere:
+	 * under an emulating hypervisor every guest store is expensive. */
 	movl $__bss_start, %edi
 	movl $__bss_end, %ecx
 	subl %edi, %ecx
 	xorl %eax, %eax
 	rep stosb
 	movl $bsp_stack_top, %esp
-
-	/* Bootstrap tables: PML4[0] -> PDPT, PDPT[0..3] -> 4 PDs of 2 MiB pages. */
-	movl $boot_pdpt, %eax
-	orl $0x3, %eax
-	movl %eax, boot_pml4
-	xorl %ecx, %ecx
-2:	movl %ecx, %eax
-	shll $12, %eax
-	addl $boot_pd, %eax
-	orl $0x3, %eax
-	movl %eax, boot_pdpt(,%ecx,8)
-	incl %ecx
-	cmpl $4, %ecx
-	jb 2b
-	xorl %ecx, %ecx
-3:	movl %ecx, %eax
-	shll $21, %eax
-	orl $0x83, %eax                 /* present, writable, 2 MiB page */
-	movl %eax, boot_pd(,%ecx,8)
-	movl %ecx, %eax
-	shrl $11, %eax                  /* bits 32+ of the page address */
-	movl %eax, boot_pd+4(,%ecx,8)
-	incl %ecx
-	cmpl $2048, %ecx
-	jb 3b
 
 	movl $boot_pml4, %eax
 	movl %eax, %cr3
@@ -263,6 +239,26 @@ null_idt_desc:
 	.word 0
 	.quad 0
 
+/* Bootstrap page tables, fully initialized in the image so that no guest
+ * code has to build them: PML4[0] -> PDPT, PDPT[0..3] -> 4 PDs of 2 MiB
+ * pages identity-mapping the low 4 GiB. */
+	.balign 4096
+boot_pml4:
+	.quad boot_pdpt + 0x3
+	.fill 511, 8, 0
+boot_pdpt:
+	.quad boot_pd + 0x3
+	.quad boot_pd + 0x1000 + 0x3
+	.quad boot_pd + 0x2000 + 0x3
+	.quad boot_pd + 0x3000 + 0x3
+	.fill 508, 8, 0
+boot_pd:
+	.set page, 0
+	.rept 2048
+	.quad (page << 21) | 0x83
+	.set page, page + 1
+	.endr
+
 	.globl ap_cr3, ap_stack_next
 	.balign 4
 ap_cr3:
@@ -270,14 +266,9 @@ ap_cr3:
 ap_stack_next:
 	.long 0
 
-	.section .bss
+/* Stacks need no zeroing: a separate NOLOAD section after .bss. */
+	.section .stack, "aw", @nobits
 	.balign 4096
-boot_pml4:
-	.skip 4096
-boot_pdpt:
-	.skip 4096
-boot_pd:
-	.skip 4096 * 4
 bsp_stack:
 	.skip BSP_STACK_SIZE
 bsp_stack_top:

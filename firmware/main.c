@@ -328,10 +328,11 @@ void probe_main(u32 si_paddr)
 	report_boot(si);
 	report_cpuid();
 	mem_report(si);
-	paging_init(si);
-	lapic_init();
 
+	/* quick=1 touches nothing above 4 GiB and no APIC: the bootstrap map does. */
 	if (!opt.quick) {
+		paging_init(si);
+		lapic_init();
 		time_calibrate();
 		if (opt.memtest)
 			memtest(si);

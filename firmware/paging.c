@@ -77,6 +77,39 @@ static void reserve_boot_data(const struct hvm_start_info *si)
 	}
 }
 
+/* One string instruction: cheap even when every guest instruction is emulated. */
+static void zero_qwords(u64 *p, u64 n)
+{
+	__asm__ volatile("rep stosq" : "+D"(p), "+c"(n) : "a"(0ul) : "memory");
+}
+
+/* Marks the 2 MiB pages of 3..4 GiB that are not entirely RAM uncached. The
+ * RAM regions overlapping that GiB are collected first, so the per-page test
+ * is a short loop (guest instructions are expensive under emulation). */
+static void mark_hole_uncached(const struct hvm_start_info *si, u64 *dir)
+{
+	const struct hvm_memmap_entry *mm = (const void *)si->memmap_paddr;
+	u32 n = si->version >= 1 && si->memmap_paddr ? si->memmap_entries : 0;
+	u64 lo[8], hi[8];
+	u32 k = 0;
+	for (u32 i = 0; i < n && k < 8; i++) {
+		u64 b = mm[i].addr, e = mm[i].addr + mm[i].size;
+		if (mm[i].type == MEM_RAM && e > 3 * GIB && b < 4 * GIB) {
+			lo[k] = b;
+			hi[k] = e;
+			k++;
+		}
+	}
+	for (u64 j = 0; j < 512; j++) {
+		u64 a = 3 * GIB + j * MIB2;
+		int ram = 0;
+		for (u32 r = 0; r < k && !ram; r++)
+			ram = lo[r] <= a && a + MIB2 <= hi[r];
+		if (!ram)
+			dir[j] |= PTE_PCD | PTE_PWT;
+	}
+}
+
 static int has_1g_pages(void)
 {
 	u32 a, b, c, d;
@@ -123,7 +156,7 @@ void paging_init(const struct hvm_start_info *si)
 		return; /* keep the bootstrap 4 GiB map */
 	}
 	reserve_range(tables, bytes);
-	memset((void *)tables, 0, bytes);
+	zero_qwords((u64 *)tables, bytes / 8);
 
 	u64 *pml4 = (u64 *)tables;
 	u64 *pdpt = pml4 + 512;
@@ -137,13 +170,11 @@ void paging_init(const struct hvm_start_info *si)
 		}
 		u64 *dir = huge ? pd : pd + 512 * g;
 		pdpt[g] = (u64)dir | PTE_P | PTE_W;
-		for (u64 j = 0; j < 512; j++) {
-			u64 a = g * GIB + j * MIB2;
-			u64 flags = PTE_P | PTE_W | PTE_PS;
-			if (g == 3 && !mem_is_ram(si, a, MIB2))
-				flags |= PTE_PCD | PTE_PWT;
-			dir[j] = a | flags;
-		}
+		u64 e = g * GIB | PTE_P | PTE_W | PTE_PS;
+		for (u64 j = 0; j < 512; j++, e += MIB2)
+			dir[j] = e;
+		if (g == 3)
+			mark_hole_uncached(si, dir);
 	}
 	page_table_cr3 = tables;
 	__asm__ volatile("mov %0, %%cr3" : : "r"(tables) : "memory");

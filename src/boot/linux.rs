@@ -330,3 +330,7 @@ pub fn setup(mem: &GuestMemoryMmap, input: &BootInput) -> Result<BootSetup, Boot
         msrs: boot_msrs(&input.msr),
     })
 }
+
+#[cfg(test)]
+#[path = "linux_tests.rs"]
+mod tests;

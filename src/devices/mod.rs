@@ -45,3 +45,4 @@ pub mod debugcon;
 pub mod post;
 pub mod reset;
 pub mod i8042;
+pub mod cmos;

@@ -49,9 +49,13 @@ static int word_is(const char *w, usize n, const char *lit)
 	return n == l && !memcmp(w, lit, l);
 }
 
+static int report_options; /* second pass: complain about bad words */
+
 static void bad_option(const char *w, usize n, const char *why)
 {
 	char buf[64];
+	if (!report_options)
+		return;
 	usize l = n < sizeof(buf) - 1 ? n : sizeof(buf) - 1;
 	memcpy(buf, w, l);
 	buf[l] = 0;
@@ -62,6 +66,29 @@ static void bad_option(const char *w, usize n, const char *why)
 	out_quoted(buf, sizeof(buf));
 	out_end();
 }
+
+/* Numeric options: name, where to store, inclusive bounds. */
+struct num_option {
+	const char *name;
+	void *dst;
+	int wide; /* u64 destination */
+	u64 min, max;
+};
+
+static const struct num_option num_options[] = {
+	{ "quick", &opt.quick, 0, 0, 1 },
+	{ "cpus", &opt.cpus, 0, 1, MAX_CPUS },
+	{ "pio", &opt.pio, 1, 0, ~0ul },
+	{ "echo", &opt.echo, 0, 0, 1 },
+	{ "pm", &opt.pm_port, 0, 1, 0xffff },
+	{ "s5", &opt.s5, 0, 0, 7 },
+	{ "debugcon", &opt.debugcon, 0, 0, 1 },
+	{ "memtest", &opt.memtest, 0, 0, 1 },
+	{ "smp", &opt.smp, 0, 0, 1 },
+	{ "timer", &opt.timer, 0, 0, 1 },
+	{ "smpwait", &opt.smp_wait_ms, 0, 0, 60000 },
+	{ "timerms", &opt.timer_ms, 0, 1, 10000 },
+};
 
 static void apply_option(const char *w, usize n)
 {
@@ -74,62 +101,38 @@ static void apply_option(const char *w, usize n)
 	}
 	const char *val = w + k + 1;
 	usize vn = n - k - 1;
-	u64 v = 0;
-	int num = parse_u64(val, vn, &v);
 
 	if (word_is(w, k, "exit")) {
-		if (word_is(val, vn, "poweroff"))
-			opt.exit_mode = EXIT_POWEROFF;
-		else if (word_is(val, vn, "triple"))
-			opt.exit_mode = EXIT_TRIPLE;
-		else if (word_is(val, vn, "reset"))
-			opt.exit_mode = EXIT_RESET;
-		else if (word_is(val, vn, "halt"))
-			opt.exit_mode = EXIT_HALT;
-		else
-			bad_option(w, n, "invalid");
-		return;
-	}
-	if (!num) {
-		bad_option(w, n, word_is(w, k, "quick") || word_is(w, k, "cpus") || word_is(w, k, "pio") ||
-						 word_is(w, k, "echo") || word_is(w, k, "pm") || word_is(w, k, "s5") ||
-						 word_is(w, k, "debugcon") || word_is(w, k, "memtest") ||
-						 word_is(w, k, "smp") || word_is(w, k, "timer") || word_is(w, k, "smpwait") || word_is(w, k, "timerms")
-					 ? "invalid"
-					 : "unknown");
-		return;
-	}
-	if (word_is(w, k, "quick"))
-		opt.quick = v != 0;
-	else if (word_is(w, k, "cpus") && v <= MAX_CPUS)
-		opt.cpus = (u32)v;
-	else if (word_is(w, k, "pio"))
-		opt.pio = v;
-	else if (word_is(w, k, "echo"))
-		opt.echo = v != 0;
-	else if (word_is(w, k, "pm") && v <= 0xffff)
-		opt.pm_port = (u32)v;
-	else if (word_is(w, k, "s5") && v <= 7)
-		opt.s5 = (u32)v;
-	else if (word_is(w, k, "debugcon"))
-		opt.debugcon = v != 0;
-	else if (word_is(w, k, "memtest"))
-		opt.memtest = v != 0;
-	else if (word_is(w, k, "smp"))
-		opt.smp = v != 0;
-	else if (word_is(w, k, "timer"))
-		opt.timer = v != 0;
-	else if (word_is(w, k, "smpwait") && v <= 60000)
-		opt.smp_wait_ms = (u32)v;
-	else if (word_is(w, k, "timerms") && v >= 1 && v <= 10000)
-		opt.timer_ms = (u32)v;
-	else
+		static const char *const modes[] = { "poweroff", "triple", "reset", "halt" };
+		static const u32 codes[] = { EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
+		for (u32 i = 0; i < ARRAY_LEN(modes); i++)
+			if (word_is(val, vn, modes[i])) {
+				opt.exit_mode = codes[i];
+				return;
+			}
 		bad_option(w, n, "invalid");
+		return;
+	}
+	for (u32 i = 0; i < ARRAY_LEN(num_options); i++) {
+		const struct num_option *o = &num_options[i];
+		if (!word_is(w, k, o->name))
+			continue;
+		u64 v;
+		if (!parse_u64(val, vn, &v) || v < o->min || v > o->max) {
+			bad_option(w, n, "invalid");
+			return;
+		}
+		if (o->wide)
+			*(u64 *)o->dst = v;
+		else
+			*(u32 *)o->dst = (u32)v;
+		return;
+	}
+	bad_option(w, n, "unknown");
 }
 
 static void parse_cmdline(const char *s)
 {
-	/* First pass: debugcon, so that the option lines themselves are copied. */
 	for (usize i = 0; s[i];) {
 		while (s[i] == ' ' || s[i] == '\t')
 			i++;
@@ -318,13 +321,14 @@ void probe_main(u32 si_paddr)
 	}
 	if (si->cmdline_paddr)
 		cmdline = (const char *)si->cmdline_paddr;
-	/* debugcon first, so the whole report is copied when asked for */
+	/* Options first (silently), so debugcon copies the rest of the report. */
 	parse_cmdline(cmdline);
 	out_debugcon(opt.debugcon);
-
 	line_start("cmdline ");
 	out_quoted(cmdline, 4096);
 	out_end();
+	report_options = 1;
+	parse_cmdline(cmdline);
 	report_boot(si);
 	report_cpuid();
 	mem_report(si);

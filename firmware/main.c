@@ -88,6 +88,7 @@ static const struct num_option num_options[] = {
 	{ "timer", &opt.timer, 0, 0, 1 },
 	{ "smpwait", &opt.smp_wait_ms, 0, 0, 60000 },
 	{ "timerms", &opt.timer_ms, 0, 1, 10000 },
+	{ "crash", &opt.crash, 0, 0, 1 },
 };
 
 static void apply_option(const char *w, usize n)
@@ -349,6 +350,8 @@ void probe_main(u32 si_paddr)
 		pio_loop(opt.pio);
 	if (opt.echo)
 		echo_loop();
+	if (opt.crash)
+		__asm__ volatile("ud2"); /* test the fault path */
 	line_start("done");
 	out_end();
 	probe_exit();

@@ -166,6 +166,7 @@ struct options {
 	u32 timer;
 	u32 smp_wait_ms;
 	u32 timer_ms;
+	u32 crash;
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

@@ -12,6 +12,154 @@ pub fn probe_elf() -> &'static [u8] {
     PROBE_ELF
 }
 
+/// Why a `PROBE` line could not be split into words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeParseError {
+    #[error("line {line}: unterminated quoted string")]
+    UnterminatedQuote { line: usize },
+    #[error("line {line}: bad escape sequence in quoted string")]
+    BadEscape { line: usize },
+}
+
+/// One report line: `PROBE <tag words> key=value... flag...`.
+///
+/// The tag is the run of bare words before the first `key=value` or quoted word
+/// (`"timer ok"`, `"cpu"`, `"option unknown"`); bare words after it are flags
+/// (`ok`, `bsp`, `mismatch`). Quoted values are unescaped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProbeLine {
+    pub tag: String,
+    pub fields: Vec<(String, String)>,
+    pub flags: Vec<String>,
+    /// Quoted words that are not a `key=` value (`cmdline "..."`, `echo "..."`).
+    pub quoted: Vec<String>,
+}
+
+impl ProbeLine {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `key` as a number (`0x` hexadecimal or decimal).
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        let v = self.get(key)?;
+        match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => v.parse().ok(),
+        }
+    }
+
+    /// Whether the bare word `flag` follows the fields.
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+}
+
+enum Word {
+    Bare(String),
+    Quoted(String),
+    Field(String, String),
+}
+
+/// Splits a line into words on spaces outside quotes, unescaping quoted text.
+fn split_words(text: &str, line: usize) -> Result<Vec<Word>, ProbeParseError> {
+    let mut words = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else { break };
+        let mut key = String::new();
+        if first != '"' {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' || c == '"' {
+                    break;
+                }
+                key.push(c);
+                chars.next();
+            }
+            if chars.peek() != Some(&'"') {
+                words.push(match key.split_once('=') {
+                    Some((k, v)) => Word::Field(k.to_string(), v.to_string()),
+                    None => Word::Bare(key),
+                });
+                continue;
+            }
+        }
+        chars.next(); // opening quote
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                None => return Err(ProbeParseError::UnterminatedQuote { line }),
+                Some('"') => break,
+                Some('\\') => match chars.next() {
+                    Some(c @ ('"' | '\\')) => value.push(c),
+                    Some('x') => {
+                        let hex: String = chars.by_ref().take(2).collect();
+                        let byte = u8::from_str_radix(&hex, 16)
+                            .map_err(|_| ProbeParseError::BadEscape { line })?;
+                        value.push(char::from(byte));
+                    }
+                    _ => return Err(ProbeParseError::BadEscape { line }),
+                },
+                Some(c) => value.push(c),
+            }
+        }
+        words.push(match key.strip_suffix('=') {
+            Some(k) => Word::Field(k.to_string(), value),
+            None => Word::Quoted(value),
+        });
+    }
+    Ok(words)
+}
+
+/// Parses one line of serial output; `None` if it holds no `PROBE ` line.
+/// Text before `PROBE ` (firmware output without a newline) is ignored.
+pub fn parse_line(text: &str, line: usize) -> Result<Option<ProbeLine>, ProbeParseError> {
+    let text = text.trim_end_matches(['\r', '\n']);
+    let Some(at) = text.find("PROBE ") else {
+        return Ok(None);
+    };
+    let mut out = ProbeLine::default();
+    let mut in_tag = true;
+    for word in split_words(&text[at + "PROBE ".len()..], line)? {
+        match word {
+            Word::Bare(w) if in_tag => {
+                if !out.tag.is_empty() {
+                    out.tag.push(' ');
+                }
+                out.tag.push_str(&w);
+            }
+            Word::Bare(w) => out.flags.push(w),
+            Word::Quoted(q) => {
+                in_tag = false;
+                out.quoted.push(q);
+            }
+            Word::Field(k, v) => {
+                in_tag = false;
+                out.fields.push((k, v));
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Parses a whole serial log, keeping only the `PROBE` lines, in order.
+pub fn parse_report(log: &str) -> Result<Vec<ProbeLine>, ProbeParseError> {
+    let mut lines = Vec::new();
+    for (n, text) in log.lines().enumerate() {
+        if let Some(l) = parse_line(text, n + 1)? {
+            lines.push(l);
+        }
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +230,44 @@ mod tests {
             (0x10_0000..0x1_0000_0000).contains(&entry),
             "entry {entry:#x}"
         );
+    }
+
+    #[test]
+    fn parses_tags_fields_flags_and_quotes() {
+        let log = "SeaBIOS\r\nBooting from ROM..PROBE hello version=1\r\n\
+                   PROBE cmdline \"cpus=2 a=\\\"q\\\" \\x01\"\r\n\
+                   PROBE cpus count=2 expected=2 ok trampoline=0x8000 us=10676\r\n\
+                   PROBE timer ok path=ioapic pin=2 ticks=9\r\n\
+                   PROBE cpuid vendor=\"GenuineIntel\" max=0x16\r\n\
+                   noise\n";
+        let lines = parse_report(log).unwrap();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0].tag, "hello");
+        assert_eq!(lines[0].get_u64("version"), Some(1));
+        assert_eq!(lines[1].tag, "cmdline");
+        assert_eq!(lines[1].quoted, vec!["cpus=2 a=\"q\" \u{1}".to_string()]);
+        assert_eq!(lines[2].tag, "cpus");
+        assert_eq!(lines[2].get_u64("count"), Some(2));
+        assert_eq!(lines[2].get_u64("trampoline"), Some(0x8000));
+        assert!(lines[2].has_flag("ok"));
+        assert!(!lines[2].has_flag("mismatch"));
+        assert_eq!(lines[3].tag, "timer ok");
+        assert_eq!(lines[3].get("path"), Some("ioapic"));
+        assert_eq!(lines[4].get("vendor"), Some("GenuineIntel"));
+        assert_eq!(lines[4].get_u64("max"), Some(0x16));
+        assert_eq!(lines[4].get_u64("missing"), None);
+    }
+
+    #[test]
+    fn rejects_broken_quotes() {
+        assert_eq!(
+            parse_line("PROBE echo \"abc", 3),
+            Err(ProbeParseError::UnterminatedQuote { line: 3 })
+        );
+        assert_eq!(
+            parse_line("PROBE echo \"a\\qb\"", 4),
+            Err(ProbeParseError::BadEscape { line: 4 })
+        );
+        assert_eq!(parse_line("no probe here", 1), Ok(None));
     }
 }

@@ -117,7 +117,7 @@ pub fn pvh_note(entry: u32) -> Note {
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }

@@ -48,14 +48,8 @@ pub enum ZeroPageError {
 
 /// `boot_params` as plain bytes.
 #[repr(transparent)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct ZeroPage(pub boot_params);
-
-impl Default for ZeroPage {
-    fn default() -> Self {
-        ZeroPage(boot_params::default())
-    }
-}
 
 // SAFETY: `boot_params` is `repr(C, packed)` and made only of integers and arrays of
 // integers (or structs of those), so it has no padding and any byte pattern is a valid

@@ -111,6 +111,19 @@ pub const Q35_LOW_LIMIT_LARGE: u64 = 0x8000_0000;
 /// Start of the 32-bit hole on `microvm`.
 pub const MICROVM_LOW_LIMIT: u64 = 0xc000_0000;
 
+// The fixed areas below 1 MiB and in the hole must not overlap (checked at compile time).
+const _: () = {
+    assert!(BOOT_IDT_ADDR >= BOOT_GDT_ADDR + 6 * 8);
+    assert!(PVH_MODLIST_ADDR >= PVH_START_INFO_ADDR + 56);
+    assert!(PVH_MEMMAP_ADDR >= PVH_MODLIST_ADDR + 32);
+    assert!(PVH_MEMMAP_MAX_ENTRIES >= 128);
+    assert!(BOOT_STACK_POINTER < PML4_ADDR && BOOT_STACK_POINTER > ZERO_PAGE_ADDR + 4096);
+    assert!(PD_ADDR + 4 * 4096 <= CMDLINE_ADDR);
+    assert!(CMDLINE_ADDR + CMDLINE_MAX_SIZE <= EBDA_START);
+    assert!(KVM_IDENTITY_MAP_ADDR >= LAPIC_ADDR + MIB);
+    assert!(KVM_TSS_ADDR + 3 * 4096 == FIRMWARE_AREA_START);
+};
+
 /// A contiguous range of guest RAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RamRegion {
@@ -228,24 +241,11 @@ mod tests {
 
     #[test]
     fn board_limits_match_qemu() {
-        assert_eq!(low_limit(BoardKind::Pc, 1 * GIB), 0xe000_0000);
+        assert_eq!(low_limit(BoardKind::Pc, GIB), 0xe000_0000);
         assert_eq!(low_limit(BoardKind::Pc, 0xe000_0000), 0xc000_0000);
         assert_eq!(low_limit(BoardKind::Q35, 2 * GIB), 0xb000_0000);
         assert_eq!(low_limit(BoardKind::Q35, 0xb000_0000), 0x8000_0000);
         assert_eq!(low_limit(BoardKind::Microvm, 8 * GIB), 0xc000_0000);
-    }
-
-    #[test]
-    fn fixed_areas_do_not_overlap() {
-        assert!(BOOT_IDT_ADDR >= BOOT_GDT_ADDR + 6 * 8);
-        assert!(PVH_MODLIST_ADDR >= PVH_START_INFO_ADDR + 56);
-        assert!(PVH_MEMMAP_ADDR >= PVH_MODLIST_ADDR + 32);
-        assert!(PVH_MEMMAP_MAX_ENTRIES >= 128);
-        assert!(BOOT_STACK_POINTER < PML4_ADDR && BOOT_STACK_POINTER > ZERO_PAGE_ADDR + 4096);
-        assert!(PD_ADDR + 4 * 4096 <= CMDLINE_ADDR);
-        assert!(CMDLINE_ADDR + CMDLINE_MAX_SIZE <= EBDA_START);
-        assert!(KVM_IDENTITY_MAP_ADDR >= LAPIC_ADDR + MIB);
-        assert_eq!(KVM_TSS_ADDR + 3 * 4096, FIRMWARE_AREA_START);
     }
 
     #[test]

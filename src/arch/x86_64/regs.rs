@@ -273,7 +273,7 @@ pub fn boot_msrs(cfg: &MsrConfig) -> Vec<kvm_msr_entry> {
 /// [`MTRR_VAR_COUNT`] blocks (then the whole map stays write-back, as on Firecracker).
 pub fn mtrr_ranges(start: u64, end: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    if start >= end || start % 4096 != 0 || end % 4096 != 0 {
+    if start >= end || !start.is_multiple_of(4096) || !end.is_multiple_of(4096) {
         return out;
     }
     let mut at = start;
@@ -308,8 +308,10 @@ mod tests {
         };
         let r = e.regs();
         assert_eq!((r.rip, r.rsi, r.rflags), (0x100_0200, 0x7000, 2));
-        let mut cur = kvm_sregs::default();
-        cur.apic_base = 0xfee0_0900;
+        let cur = kvm_sregs {
+            apic_base: 0xfee0_0900,
+            ..Default::default()
+        };
         let s = e.sregs(&cur);
         assert_eq!(s.apic_base, 0xfee0_0900, "KVM-owned fields survive");
         assert_eq!((s.cs.selector, s.cs.l, s.cs.db), (0x10, 1, 0));

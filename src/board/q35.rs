@@ -41,6 +41,8 @@ pub static BOARD: Board = Board {
 [[device]]
 id = "com1"
 kind = "serial"
+io = 0x3f8
+irq = 4
 backend = "stdio"
 
 [[device]]

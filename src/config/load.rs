@@ -37,6 +37,17 @@ pub fn load_files(path: &Path, sources: &mut Sources) -> Result<Result<Node, Vec
     load_one(path, None, sources, &mut chain)
 }
 
+/// [`load_files`] for a top file given as text (its `extends` still load from disk,
+/// relative to `path`'s directory).
+pub fn load_text(name: &str, path: &Path, text: String, sources: &mut Sources) -> Result<Node, Vec<Diagnostic>> {
+    let mut chain: Vec<PathBuf> = Vec::new();
+    let id = sources.add(name, Some(path.to_path_buf()), text);
+    match parse_and_extend(id, path.to_path_buf(), sources, &mut chain) {
+        Ok(r) => r,
+        Err(e) => Err(vec![Diagnostic::new(&Loc::new(id, 0..0), e.to_string())]),
+    }
+}
+
 fn load_one(
     path: &Path,
     from: Option<&Loc>,
@@ -65,6 +76,15 @@ fn load_one(
     }
     let name = display_name(path);
     let id = sources.add(name, Some(path.to_path_buf()), text);
+    parse_and_extend(id, canon, sources, chain)
+}
+
+fn parse_and_extend(
+    id: SrcId,
+    canon: PathBuf,
+    sources: &mut Sources,
+    chain: &mut Vec<PathBuf>,
+) -> Result<Result<Node, Vec<Diagnostic>>, LoadError> {
     let doc = match node::parse(id, &sources.get(id).text) {
         Ok(d) => d,
         Err(diags) => return Ok(Err(diags)),

@@ -39,8 +39,8 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 /// paths resolve against `dir`.
 pub fn load_str(name: &str, text: &str, dir: &Path) -> Loaded {
     let mut sources = Sources::default();
-    let id = sources.add(name, Some(dir.join(name)), text.to_string());
-    let (machine, diags) = match node::parse(id, text) {
+    let path = dir.join(name);
+    let (machine, diags) = match load::load_text(name, &path, text.to_string(), &mut sources) {
         Ok(doc) => read_doc(doc, Path::new(name), &mut sources),
         Err(diags) => (None, diags),
     };

@@ -44,8 +44,9 @@ pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
 
     let cpus = check_cpus(m, &mut diags);
     let boot = check_boot(m, &mut diags);
-    let buses = topology::resolve(m, board, &mut diags);
-    let devices = devices::resolve(m, board, &buses, (below, above), &mut diags);
+    let mut broken = m.broken_buses.clone();
+    let mut buses = topology::resolve(m, board, &mut broken, &mut diags);
+    let devices = devices::resolve(m, board, &mut buses, &broken, (below, above), &mut diags);
 
     if !diags.is_empty() {
         return Err(diags);
@@ -78,7 +79,7 @@ fn check_cpus(m: &Machine, diags: &mut Vec<Diagnostic>) -> CpuTopology {
                 Diagnostic::new(loc, format!("cpus = {n} can't be split into {sockets} socket(s) × {threads} thread(s)"))
                     .label("not a multiple of sockets × threads"),
             );
-            1
+            return CpuTopology { sockets: 1, cores: 1, threads: 1 };
         }
         (None, None) => 1,
     };

@@ -73,7 +73,7 @@ fn loc_of<T>(v: &Option<Sp<T>>, fallback: &Loc) -> Loc {
     v.as_ref().map_or_else(|| fallback.clone(), |s| s.loc.clone())
 }
 
-pub fn resolve(m: &Machine, board: &Board, buses: &[Bus], ram: (u64, u64), diags: &mut Vec<Diagnostic>) -> Vec<DeviceSpec> {
+pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String], ram: (u64, u64), diags: &mut Vec<Diagnostic>) -> Vec<DeviceSpec> {
     let board_loc = m.board.loc.clone();
     let chipset = |what: &str| Owner { what: format!("the {} chipset's {what}", board.name), loc: board_loc.clone(), share: None };
     let mut io = Claims::new("I/O ports");
@@ -87,7 +87,13 @@ pub fn resolve(m: &Machine, board: &Board, buses: &[Bus], ram: (u64, u64), diags
         mmio.claim(base, len, chipset(what), diags);
     }
     let ram_owner = Owner { what: "guest RAM".into(), loc: m.memory.loc.clone(), share: None };
-    mmio.claim(0, ram.0, ram_owner.clone(), diags);
+    // RAM below 4 GiB has the legacy hole at 0xa0000-0xfffff: the VGA window, then
+    // option ROMs and the BIOS.
+    mmio.claim(0, ram.0.min(0xa0000), ram_owner.clone(), diags);
+    mmio.claim(0xc0000, 0x40000, chipset("legacy option ROM and BIOS area"), diags);
+    if ram.0 > 0x10_0000 {
+        mmio.claim(0x10_0000, ram.0 - 0x10_0000, ram_owner.clone(), diags);
+    }
     if ram.1 > 0 {
         mmio.claim(HIGH_RAM_START, ram.1, ram_owner, diags);
     }
@@ -96,10 +102,9 @@ pub fn resolve(m: &Machine, board: &Board, buses: &[Bus], ram: (u64, u64), diags
             pci.entry(root.id.into()).or_default().push((*addr, chipset(what)));
         }
     }
-    let mut buses: Vec<Bus> = buses.to_vec();
 
     // Which bus each device is on, and whether its keys make sense there.
-    let mut plans: Vec<Plan> = m.devices.iter().map(|d| plan_bus(d, board, &buses, &m.broken_buses, diags)).collect();
+    let mut plans: Vec<Plan> = m.devices.iter().map(|d| plan_bus(d, board, buses, broken, diags)).collect();
 
     // Explicit PCI addresses (bridges and devices), then automatic ones.
     let mut taken = |bus: &str, addr: PciAddr, who: Owner, diags: &mut Vec<Diagnostic>| -> bool {
@@ -189,7 +194,7 @@ pub fn resolve(m: &Machine, board: &Board, buses: &[Bus], ram: (u64, u64), diags
             }
         }
     }
-    topology::number_buses(&mut buses, &m.anchor, diags);
+    topology::number_buses(buses, &m.anchor, diags);
 
     // ISA ports and IRQs: explicit ones first, then the defaults.
     let pm_len = if board.kind == crate::board::BoardKind::Q35 { 0x80 } else { 0x40 };
@@ -328,7 +333,7 @@ pub fn resolve(m: &Machine, board: &Board, buses: &[Bus], ram: (u64, u64), diags
     let mut pci_gsis = Vec::new();
     for p in &plans {
         let Some((bus, addr)) = &p.pci else { pci_gsis.push(None); continue };
-        let (slot, pin) = topology::swizzle_to_root(&buses, bus, addr.slot, 1);
+        let (slot, pin) = topology::swizzle_to_root(buses, bus, addr.slot, 1);
         let gsi = board.pci.as_ref().map_or(0, |r| {
             let pirq = if r.express { (slot as usize + pin as usize - 1) % 4 } else { (slot as usize + pin as usize + 2) % 4 };
             r.pirq_gsi[pirq]

@@ -15,7 +15,8 @@ pub struct Bus {
     pub cfg: Option<BusCfg>,
 }
 
-pub fn resolve(m: &Machine, board: &Board, diags: &mut Vec<Diagnostic>) -> Vec<Bus> {
+/// Rejected buses' ids are added to `broken`, so devices on them are not reported again.
+pub fn resolve(m: &Machine, board: &Board, broken: &mut Vec<String>, diags: &mut Vec<Diagnostic>) -> Vec<Bus> {
     let mut buses: Vec<Bus> = board
         .root_buses()
         .into_iter()
@@ -49,6 +50,7 @@ pub fn resolve(m: &Machine, board: &Board, diags: &mut Vec<Diagnostic>) -> Vec<B
                 Diagnostic::new(&b.kind.loc, format!("board {} has no PCI, so it can't have a {}", board.name, b.kind.value))
                     .label("needs a PCI board (pc or q35)"),
             );
+            broken.push(b.id.value.clone());
             continue;
         };
         if kind == BusKind::PcieRootPort && m.board.value != BoardKind::Q35 {
@@ -56,6 +58,7 @@ pub fn resolve(m: &Machine, board: &Board, diags: &mut Vec<Diagnostic>) -> Vec<B
                 Diagnostic::new(&b.kind.loc, format!("a pcie-root-port needs PCI Express; board {} is conventional PCI", board.name))
                     .label("use board = \"q35\", or kind = \"pci-bridge\""),
             );
+            broken.push(b.id.value.clone());
             continue;
         }
         let parent = b.parent.as_ref().map_or(root.to_string(), |p| p.value.clone());
@@ -110,6 +113,7 @@ pub fn resolve(m: &Machine, board: &Board, diags: &mut Vec<Diagnostic>) -> Vec<B
             }
         }
     }
+    broken.extend(buses.iter().zip(&bad).filter(|(_, b)| **b).map(|(x, _)| x.spec.id.clone()));
     let mut i = 0;
     buses.retain(|_| {
         i += 1;

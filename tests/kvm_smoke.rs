@@ -482,3 +482,116 @@ fn vcpu_run_raw(v: &mut Vcpu) -> Option<u16> {
         _ => None,
     }
 }
+
+/// Collects what the guest writes to the UART.
+#[derive(Clone, Default)]
+struct SharedOut(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for SharedOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Boots the probe (PVH) with 2 vCPUs through the VM/vCPU API and the boot module, a
+/// 16550 on COM1 (IRQ 4 through KVM_IRQ_LINE) and a power-off sink at 0x604.
+#[test]
+fn probe_boots_with_two_vcpus() {
+    use vmrun::arch::x86_64::layout::{RamRegion, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR};
+    use vmrun::arch::x86_64::mptable::{write_mptable, MpConfig};
+    use vmrun::arch::x86_64::regs::MsrConfig;
+    use vmrun::boot::linux::{setup, BootInput};
+    use vmrun::devices::serial::Serial;
+
+    let Some(kvm) = kvm_or_skip() else { return };
+    const CPUS: u32 = 2;
+    let ram = [RamRegion {
+        base: 0,
+        size: 128 << 20,
+    }];
+    let mut vm = Vm::new(&kvm).unwrap();
+    vm.set_tss_address(KVM_TSS_ADDR, KVM_IDENTITY_MAP_ADDR)
+        .unwrap();
+    vm.add_ram(&ram.iter().map(|r| (r.base, r.size)).collect::<Vec<_>>())
+        .unwrap();
+    vm.create_irqchip().unwrap();
+    vm.create_pit().unwrap();
+    let boot = setup(
+        vm.memory(),
+        &BootInput {
+            kernel: vmrun::boot::probe::PROBE_ELF,
+            initrd: None,
+            cmdline: "cpus=2 pm=0x604 timerms=20",
+            ram: &ram,
+            extra_e820: &[],
+            rsdp: None,
+            msr: MsrConfig {
+                mmio_hole_start: None,
+                phys_bits: 36,
+            },
+        },
+    )
+    .unwrap();
+    let topo = CpuTopology {
+        sockets: 1,
+        cores: CPUS,
+        threads: 1,
+    };
+    write_mptable(
+        vm.memory(),
+        &MpConfig {
+            apic_ids: (0..CPUS).map(|i| topo.apic_id(i)).collect(),
+            ioapic_id: CPUS as u8,
+            pci: None,
+            irq0_override: true,
+        },
+    )
+    .unwrap();
+    let supported = kvm.supported_cpuid().unwrap();
+    let vcpus: Vec<Vcpu> = (0..CPUS)
+        .map(|i| {
+            let v = Vcpu::new(&vm, i).unwrap();
+            v.set_cpuid(&vcpu_cpuid(&supported, &topo, i).unwrap())
+                .unwrap();
+            v.set_msrs(&boot.msrs).unwrap();
+            v.setup_lapic().unwrap();
+            if i == 0 {
+                let sregs = boot.sregs(&v.fd().get_sregs().unwrap());
+                v.set_boot_state(&boot.regs(), &sregs, &boot.fpu()).unwrap();
+            }
+            v
+        })
+        .collect();
+
+    let out = SharedOut::default();
+    let serial = Serial::new(Box::new(out.clone()), Arc::new(vm.irq_line(4)));
+    let mut buses = Buses::default();
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(serial)), 0x3f8, 8)
+        .unwrap();
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(PowerOff)), POWEROFF_PORT, 2)
+        .unwrap();
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(Sink)), 0x80, 1)
+        .unwrap();
+
+    let t0 = Instant::now();
+    let running = vcpu::start(vcpus, Arc::new(buses)).unwrap();
+    let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(30)), || {});
+    let text = String::from_utf8_lossy(&out.0.lock().unwrap()).replace('\r', "");
+    println!(
+        "probe ({CPUS} vCPUs) ended after {:?} with {reason}:\n{text}",
+        t0.elapsed()
+    );
+    assert!(text.contains("PROBE hello"), "{text}");
+    assert!(text.contains("PROBE cpus count=2 expected=2 ok"), "{text}");
+    assert!(text.contains("PROBE done"), "{text}");
+    assert_eq!(reason, ExitReason::Poweroff);
+}

@@ -12,6 +12,11 @@
 
 use std::sync::Arc;
 
+use kvm_bindings::{
+    kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip,
+    KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+    KVM_IRQ_ROUTING_IRQCHIP,
+};
 use kvm_ioctls::VmFd;
 use thiserror::Error;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -24,6 +29,54 @@ pub enum IrqError {
     EventFd { gsi: u32, source: std::io::Error },
     #[error("KVM_IRQFD for GSI {gsi} failed: {source}")]
     Register { gsi: u32, source: kvm_ioctls::Error },
+    #[error("KVM_SET_GSI_ROUTING failed: {0}")]
+    Routing(#[source] kvm_ioctls::Error),
+}
+
+/// IOAPIC inputs of the in-kernel irqchip.
+pub const IOAPIC_PINS: u32 = 24;
+
+fn route(gsi: u32, irqchip: u32, pin: u32) -> kvm_irq_routing_entry {
+    kvm_irq_routing_entry {
+        gsi,
+        type_: KVM_IRQ_ROUTING_IRQCHIP,
+        u: kvm_irq_routing_entry__bindgen_ty_1 {
+            irqchip: kvm_irq_routing_irqchip { irqchip, pin },
+        },
+        ..Default::default()
+    }
+}
+
+/// The GSI routing of a PC chipset: ISA IRQs 0–15 reach the 8259 pair (except the
+/// cascade, IRQ 2) and the IOAPIC; GSI 0 (the PIT) enters IOAPIC pin 2, which is what
+/// the MP table's and MADT's interrupt source override tell the guest; GSIs 16–23 go
+/// to IOAPIC pins 16–23 (PCI INTx). KVM's default routing sends GSI 0 to pin 0, where a
+/// guest that believes its tables finds no timer.
+pub fn pc_gsi_routes() -> Vec<kvm_irq_routing_entry> {
+    let mut routes = Vec::with_capacity(40);
+    for irq in (0..16).filter(|&i| i != 2) {
+        let (chip, pin) = if irq < 8 {
+            (KVM_IRQCHIP_PIC_MASTER, irq)
+        } else {
+            (KVM_IRQCHIP_PIC_SLAVE, irq - 8)
+        };
+        routes.push(route(irq, chip, pin));
+    }
+    for gsi in (0..IOAPIC_PINS).filter(|&i| i != 2) {
+        routes.push(route(
+            gsi,
+            KVM_IRQCHIP_IOAPIC,
+            if gsi == 0 { 2 } else { gsi },
+        ));
+    }
+    routes
+}
+
+/// Installs [`pc_gsi_routes`] with `KVM_SET_GSI_ROUTING`.
+pub fn set_pc_routing(vm: &VmFd) -> Result<(), IrqError> {
+    let table = KvmIrqRouting::from_entries(&pc_gsi_routes())
+        .map_err(|_| IrqError::Routing(kvm_ioctls::Error::new(libc::E2BIG)))?;
+    vm.set_gsi_routing(&table).map_err(IrqError::Routing)
 }
 
 /// A GSI driven with `KVM_IRQ_LINE`.
@@ -82,5 +135,32 @@ impl IrqLine for IrqFdLine {
     fn pulse(&self) {
         // EAGAIN means the counter is saturated: an interrupt is pending already.
         let _ = self.evt.write(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(r: &kvm_irq_routing_entry) -> (u32, u32, u32) {
+        // SAFETY: every entry built here is of type IRQCHIP, so `irqchip` is the member.
+        let chip = unsafe { r.u.irqchip };
+        (r.gsi, chip.irqchip, chip.pin)
+    }
+
+    #[test]
+    fn pc_routing() {
+        let routes: Vec<_> = pc_gsi_routes().iter().map(target).collect();
+        assert_eq!(routes.len(), 15 + 23);
+        assert!(routes.contains(&(0, KVM_IRQCHIP_PIC_MASTER, 0)));
+        assert!(routes.contains(&(0, KVM_IRQCHIP_IOAPIC, 2)));
+        assert!(!routes.iter().any(|r| r.0 == 2));
+        assert!(routes.contains(&(4, KVM_IRQCHIP_IOAPIC, 4)));
+        assert!(routes.contains(&(4, KVM_IRQCHIP_PIC_MASTER, 4)));
+        assert!(routes.contains(&(14, KVM_IRQCHIP_PIC_SLAVE, 6)));
+        assert!(routes.contains(&(23, KVM_IRQCHIP_IOAPIC, 23)));
+        assert!(!routes
+            .iter()
+            .any(|r| r.0 >= 16 && r.1 != KVM_IRQCHIP_IOAPIC));
     }
 }

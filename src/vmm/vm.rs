@@ -49,6 +49,8 @@ pub enum VmError {
     RomOverRam { gpa: u64, size: u64 },
     #[error("KVM_CREATE_IRQCHIP failed: {0}")]
     Irqchip(#[source] kvm_ioctls::Error),
+    #[error(transparent)]
+    Routing(#[from] super::irq::IrqError),
     #[error("KVM_CREATE_PIT2 failed: {0}")]
     Pit(#[source] kvm_ioctls::Error),
     #[error("the in-kernel PIT needs the irqchip: call create_irqchip first")]
@@ -123,9 +125,12 @@ impl Vm {
         Ok(())
     }
 
-    /// `KVM_CREATE_IRQCHIP`: the in-kernel 8259 pair, IOAPIC and per-vCPU LAPICs.
+    /// `KVM_CREATE_IRQCHIP`: the in-kernel 8259 pair, IOAPIC and per-vCPU LAPICs, with
+    /// a PC chipset's GSI routing (ISA IRQ 0 on IOAPIC pin 2, see
+    /// [`super::irq::pc_gsi_routes`]; the MP table and MADT must say the same).
     pub fn create_irqchip(&mut self) -> Result<(), VmError> {
         self.fd.create_irq_chip().map_err(VmError::Irqchip)?;
+        super::irq::set_pc_routing(&self.fd)?;
         self.irqchip = true;
         Ok(())
     }

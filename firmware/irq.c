@@ -95,6 +95,16 @@ u32 lapic_id(void)
 	return x2apic ? v : v >> 24;
 }
 
+/* For APs: after INIT a CPU is in xAPIC mode whatever mode the BSP uses, so
+ * look at this CPU's own IA32_APIC_BASE rather than the BSP's choice. */
+u32 lapic_id_this_cpu(void)
+{
+	u64 base = rdmsr(MSR_APIC_BASE);
+	if (base & APIC_BASE_X2)
+		return (u32)rdmsr(0x802);
+	return mmio_read32((base & 0xffffff000ul) + LAPIC_ID) >> 24;
+}
+
 void lapic_eoi(void) { lapic_write(LAPIC_EOI, 0); }
 
 /* ---------------- IDT and dispatch ---------------- */

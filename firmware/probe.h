@@ -130,6 +130,7 @@ u32 lapic_read(u32 reg);
 void lapic_write(u32 reg, u32 v);
 void lapic_send_ipi(u32 icr_lo, u32 dest);
 u32 lapic_id(void);
+u32 lapic_id_this_cpu(void);
 void lapic_eoi(void);
 void idt_init(void);
 void idt_load(void);

@@ -21,7 +21,7 @@ void ap_main(u64 idx)
 {
 	(void)idx;
 	idt_load();
-	u32 id = lapic_id();
+	u32 id = lapic_id_this_cpu();
 	u32 slot = __atomic_fetch_add(&ap_count, 1, __ATOMIC_SEQ_CST);
 	if (slot < MAX_CPUS) {
 		ap_ids[slot] = id;

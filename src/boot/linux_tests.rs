@@ -337,3 +337,19 @@ fn kernel_needs_ram_above_1mib() {
         BootError::NoLowRam
     ));
 }
+
+#[test]
+fn the_real_probe_guest_is_a_pvh_elf() {
+    let m = mem();
+    let ram = ram_regions(RAM, 0xe000_0000);
+    let s = setup(&m, &input(crate::boot::probe::PROBE_ELF, None, &ram)).unwrap();
+    assert_eq!(s.kind, KernelKind::Pvh);
+    match s.entry {
+        BootEntry::Pvh { entry, start_info } => {
+            assert!((0x10_0000..s.kernel.1).contains(&u64::from(entry)));
+            assert_eq!(start_info, 0x6000);
+        }
+        other => panic!("expected a PVH entry, got {other:?}"),
+    }
+    assert!(s.kernel.0 >= MIB && s.kernel.1 < RAM);
+}

@@ -18,6 +18,9 @@
 //! | pty    | the pty master                  | the pty master; the slave path is     |
 //! |        |                                 | printed on stderr                     |
 //!
+//! The Ctrl-A escapes apply to stdio input whether or not it is a terminal (as with
+//! QEMU's -nographic), so a script can quit a run by sending "\x01x".
+//!
 //! The stdio terminal is restored when the [`Chardev`] is dropped, and by
 //! [`restore_terminal`], which the signal path calls before the process exits.
 

@@ -17,6 +17,10 @@
 //! - the IRQ lines are levels: high while the output buffer holds a byte from that
 //!   port and the command byte enables its interrupt.
 //!
+//! Bytes a device has not delivered yet stay queued when the guest sends it another
+//! command (only reset flushes them), as QEMU does, so a guest that does not wait for
+//! each ACK still gets them all.
+//!
 //! Not modelled: the set 2 → set 1 translation of keystrokes (bytes given to
 //! [`I8042::push_key`] are delivered as they are; the identify and scancode-set
 //! replies are translated, as they are the ones drivers check), the A20 gate (KVM

@@ -595,3 +595,47 @@ fn probe_boots_with_two_vcpus() {
     assert!(text.contains("PROBE done"), "{text}");
     assert_eq!(reason, ExitReason::Poweroff);
 }
+
+/// A ROM at 4 GiB - 4 KiB: the guest reads it as memory, its write exits as MMIO (and
+/// lands on the MMIO bus) and leaves the ROM unchanged.
+#[test]
+fn rom_is_read_only() {
+    #[rustfmt::skip]
+    const GUEST: &[u8] = &[
+        0xa1, 0x00, 0xf0, 0xff, 0xff,                   // mov eax, [0xfffff000]
+        0x66, 0xba, 0xf8, 0x03,                         // mov dx, 0x3f8
+        0xee,                                           // out dx, al
+        0xc6, 0x05, 0x00, 0xf0, 0xff, 0xff, 0x99,       // mov byte [0xfffff000], 0x99
+        0xa1, 0x00, 0xf0, 0xff, 0xff,                   // mov eax, [0xfffff000]
+        0xee,                                           // out dx, al
+        0x66, 0xba, 0x04, 0x06, 0xee, 0xf4,             // poweroff
+    ];
+    let Some(kvm) = kvm_or_skip() else { return };
+    if !kvm.has_readonly_mem() {
+        println!("skipped: no KVM_CAP_READONLY_MEM");
+        return;
+    }
+    let (mut vm, vcpus) = build(&kvm, 1, GUEST);
+    assert!(
+        vm.add_rom(0x1000, &[1]).is_err(),
+        "a ROM over RAM must be refused"
+    );
+    assert!(
+        vm.set_tss_address(0x1000, 0xfeff_c000).is_err(),
+        "a TSS in RAM must be refused"
+    );
+    vm.add_rom(0xffff_f000, &[0xea, 0x5b, 0xe0]).unwrap();
+    protected_mode_at(&vcpus[0], CODE);
+    let pio = Arc::new(Mutex::new(Recorder::default()));
+    let mmio = Arc::new(Mutex::new(Recorder::default()));
+    let mut buses = buses_with(pio.clone());
+    buses
+        .mmio
+        .insert(mmio.clone(), 0xffff_f000, 0x1000)
+        .unwrap();
+    let running = vcpu::start(vcpus, Arc::new(buses)).unwrap();
+    let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(20)), || {});
+    assert_eq!(reason, ExitReason::Poweroff);
+    assert_eq!(pio.lock().unwrap().0, [0xea, 0xea]);
+    assert_eq!(mmio.lock().unwrap().0, [0x99]);
+}

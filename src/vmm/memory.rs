@@ -47,7 +47,7 @@ fn check_ranges(regions: &[(u64, u64)]) -> Result<(), MemoryError> {
         if size == 0 || base.checked_add(size).is_none() {
             return Err(MemoryError::BadRange { base, size });
         }
-        if base % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+        if !base.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(MemoryError::Unaligned { base, size });
         }
     }
@@ -157,7 +157,7 @@ mod tests {
             Err(MemoryError::BadRange { .. })
         ));
         assert!(matches!(
-            map_ram(&[(u64::MAX & !0xfff, 0x2000)]),
+            map_ram(&[(!0xfff, 0x2000)]),
             Err(MemoryError::BadRange { .. })
         ));
         assert!(map_ram(&[(0, 0x10000), (0x8000, 0x10000)]).is_err());

@@ -91,8 +91,8 @@ impl Vm {
         let bad = || VmError::BadTssHole { tss, identity_map };
         let tss_end = tss + TSS_PAGES * PAGE_SIZE;
         let id_end = identity_map + PAGE_SIZE;
-        if tss % PAGE_SIZE != 0
-            || identity_map % PAGE_SIZE != 0
+        if !tss.is_multiple_of(PAGE_SIZE)
+            || !identity_map.is_multiple_of(PAGE_SIZE)
             || tss_end > 1 << 32
             || id_end > 1 << 32
             || (identity_map < tss_end && tss < id_end)

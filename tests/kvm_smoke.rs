@@ -373,6 +373,7 @@ fn input_sources_are_fed() {
             sink.lock().unwrap().extend_from_slice(&buf[..n as usize]);
             event_loop::Input::Open
         }),
+        space: None,
     };
     let reason = event_loop::run(
         running,
@@ -638,4 +639,77 @@ fn rom_is_read_only() {
     assert_eq!(reason, ExitReason::Poweroff);
     assert_eq!(pio.lock().unwrap().0, [0xea, 0xea]);
     assert_eq!(mmio.lock().unwrap().0, [0x99]);
+}
+
+/// A source whose device fills up waits for the device's waker, then resumes; a quit
+/// from the console ends the run.
+#[test]
+fn full_device_waits_for_waker_and_quit_ends_run() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let (_vm, vcpus) = build(&kvm, 1, &[0xeb, 0xfe]);
+    protected_mode_at(&vcpus[0], CODE);
+    let running = vcpu::start(vcpus, Arc::new(Buses::default())).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a 2-int array; write 5 bytes from a static buffer.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        assert_eq!(libc::write(fds[1], b"abcdq".as_ptr().cast(), 5), 5);
+    }
+    // The "device": a 2-byte FIFO the "guest" thread drains, waking the loop.
+    let fifo = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let drained = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let waker = event_loop::Waker::new().unwrap();
+    let guest = {
+        let (fifo, drained, waker) = (fifo.clone(), drained.clone(), waker.clone());
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(10));
+                let mut f = fifo.lock().unwrap();
+                if f.len() == 2 {
+                    drained.lock().unwrap().append(&mut f);
+                    waker.wake();
+                }
+            }
+        })
+    };
+    let rfd = fds[0];
+    let calls = Arc::new(Mutex::new(0u32));
+    let calls2 = calls.clone();
+    let source = event_loop::InputSource {
+        fd: rfd,
+        on_readable: Box::new(move || {
+            *calls2.lock().unwrap() += 1;
+            let mut f = fifo.lock().unwrap();
+            if f.len() >= 2 {
+                return event_loop::Input::Full;
+            }
+            let mut b = [0u8; 1];
+            // SAFETY: one-byte read into a local from our pipe.
+            if unsafe { libc::read(rfd, b.as_mut_ptr().cast(), 1) } != 1 {
+                return event_loop::Input::Closed;
+            }
+            if b[0] == b'q' {
+                return event_loop::Input::Quit;
+            }
+            f.push(b[0]);
+            event_loop::Input::Open
+        }),
+        space: Some(waker),
+    };
+    let reason = event_loop::run(running, vec![source], Some(Duration::from_secs(5)), || {});
+    guest.join().unwrap();
+    // SAFETY: closing the pipe fds we own.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    assert_eq!(reason, ExitReason::Quit);
+    assert_eq!(reason.exit_code(), 130);
+    assert_eq!(drained.lock().unwrap().as_slice(), b"abcd");
+    // Waiting on the waker, not spinning on the readable pipe.
+    assert!(
+        *calls.lock().unwrap() < 20,
+        "handler called {} times",
+        calls.lock().unwrap()
+    );
 }

@@ -6,8 +6,11 @@
 //! [`run`] and in every vCPU thread by the vCPU module. Call [`block_exit_signals`]
 //! early in `main` if other threads are spawned before `run`.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::exit::ExitReason;
 use super::vcpu::RunningVcpus;
@@ -22,17 +25,58 @@ pub enum Input {
     Full,
     /// End of input: stop polling the fd (the run goes on).
     Closed,
+    /// The user asked to quit (the chardev's Ctrl-A x): end the run with
+    /// [`ExitReason::Quit`].
+    Quit,
 }
 
-/// An fd to poll and what to do when it is readable (read, then push into the device
-/// while it has room).
+/// Wakes the loop from another thread: a device whose input FIFO was full calls
+/// [`Waker::wake`] when the guest makes room (e.g. from `Serial::set_rx_space_notify`).
+#[derive(Clone)]
+pub struct Waker(Arc<EventFd>);
+
+impl Waker {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self(Arc::new(EventFd::new(EFD_NONBLOCK)?)))
+    }
+
+    /// Never blocks, never fails in a way the caller could act on (a saturated counter
+    /// already means "wake up").
+    pub fn wake(&self) {
+        let _ = self.0.write(1);
+    }
+
+    fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn drain(&self) {
+        let _ = self.0.read();
+    }
+}
+
+/// An fd to poll and what to do when it is readable: read, then push into the device
+/// while it has room, and say [`Input::Full`] when it has none. A handler must return
+/// [`Input::Closed`] at end of file, or the loop would spin on a hung-up fd.
 pub struct InputSource {
     pub fd: RawFd,
     pub on_readable: Box<dyn FnMut() -> Input + Send>,
+    /// Woken by the device when room frees up after `Full`; without one the source is
+    /// polled again after [`FULL_BACKOFF`].
+    pub space: Option<Waker>,
 }
 
-/// How long a `Full` source waits before being polled again.
-const FULL_BACKOFF: Duration = Duration::from_millis(5);
+/// How long a `Full` source without a [`Waker`] waits before being polled again.
+pub const FULL_BACKOFF: Duration = Duration::from_millis(5);
+
+/// Where a source stands.
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Open,
+    /// Full: wait for the waker, or until the instant.
+    Full(Option<Instant>),
+    Closed,
+}
 
 fn exit_signal_set() -> libc::sigset_t {
     // SAFETY: building a sigset in a local.
@@ -128,11 +172,10 @@ fn wait(
         Err(e) => return ExitReason::InternalError(format!("cannot create a signalfd: {e}")),
     };
     let deadline = timeout.map(|t| Instant::now() + t);
-    // Per source: polled (Open), backing off until an instant (Full), or closed.
-    let mut waiting: Vec<Option<Instant>> = vec![None; sources.len()];
-    let mut closed = vec![false; sources.len()];
+    let mut state = vec![State::Open; sources.len()];
     let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2 + sources.len());
-    let mut which: Vec<usize> = Vec::with_capacity(sources.len());
+    // For each polled fd after the first two: (source index, is it the source's waker).
+    let mut which: Vec<(usize, bool)> = Vec::with_capacity(sources.len());
     loop {
         let now = Instant::now();
         if let Some(reason) = vcpus.exit_reason() {
@@ -147,23 +190,28 @@ fn wait(
         fds.push(pollfd(sigfd.0));
         let mut wake = deadline;
         for (i, s) in sources.iter().enumerate() {
-            if closed[i] {
-                continue;
-            }
-            match waiting[i] {
-                Some(t) if t > now => wake = Some(wake.map_or(t, |w| w.min(t))),
-                _ => {
-                    waiting[i] = None;
+            match state[i] {
+                State::Closed => {}
+                State::Full(Some(t)) if t > now => wake = Some(wake.map_or(t, |w| w.min(t))),
+                State::Full(None) => {
+                    if let Some(w) = &s.space {
+                        fds.push(pollfd(w.fd()));
+                        which.push((i, true));
+                    }
+                }
+                State::Open | State::Full(Some(_)) => {
+                    state[i] = State::Open;
                     fds.push(pollfd(s.fd));
-                    which.push(i);
+                    which.push((i, false));
                 }
             }
         }
         let ms = wake.map_or(-1, |w| {
-            w.saturating_duration_since(now)
+            let ms = w
+                .saturating_duration_since(now)
                 .as_millis()
-                .min(i32::MAX as u128) as i32
-                + 1
+                .min(i32::MAX as u128 - 1);
+            ms as i32 + 1
         });
         // SAFETY: `fds` is a valid array of `fds.len()` pollfds.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -179,19 +227,28 @@ fn wait(
                 return ExitReason::Signal(sig);
             }
         }
-        for (k, &i) in which.iter().enumerate() {
+        for (k, &(i, is_waker)) in which.iter().enumerate() {
             let revents = fds[2 + k].revents;
             if revents == 0 {
                 continue;
             }
+            if is_waker {
+                if let Some(w) = &sources[i].space {
+                    w.drain();
+                }
+                state[i] = State::Open;
+                continue;
+            }
             if revents & libc::POLLNVAL != 0 {
-                closed[i] = true;
+                state[i] = State::Closed;
                 continue;
             }
             match (sources[i].on_readable)() {
                 Input::Open => {}
-                Input::Full => waiting[i] = Some(Instant::now() + FULL_BACKOFF),
-                Input::Closed => closed[i] = true,
+                Input::Full if sources[i].space.is_some() => state[i] = State::Full(None),
+                Input::Full => state[i] = State::Full(Some(Instant::now() + FULL_BACKOFF)),
+                Input::Closed => state[i] = State::Closed,
+                Input::Quit => return ExitReason::Quit,
             }
         }
     }

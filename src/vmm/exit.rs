@@ -15,6 +15,7 @@
 //! | 6       | KVM internal error / failed VM entry / unexpected exit             |
 //! | 124     | `--timeout` expired (the value `timeout(1)` uses)                  |
 //! | 128 + n | stopped by signal n (SIGINT → 130, SIGTERM → 143), shell-style     |
+//! | 130     | the user quit from the console (Ctrl-A x), like Ctrl-C             |
 
 use kvm_bindings::{
     KVM_INTERNAL_ERROR_DELIVERY_EV, KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_SIMUL_EX,
@@ -37,6 +38,8 @@ pub enum ExitReason {
     InternalError(String),
     Timeout,
     Signal(i32),
+    /// The user asked to quit from the console (the chardev's Ctrl-A x).
+    Quit,
 }
 
 impl ExitReason {
@@ -50,6 +53,7 @@ impl ExitReason {
             ExitReason::InternalError(_) => 6,
             ExitReason::Timeout => 124,
             ExitReason::Signal(n) => 128 + n,
+            ExitReason::Quit => 128 + libc::SIGINT,
         }
     }
 }
@@ -64,6 +68,7 @@ impl std::fmt::Display for ExitReason {
             ExitReason::InternalError(m) => write!(f, "internal error: {m}"),
             ExitReason::Timeout => write!(f, "timeout expired"),
             ExitReason::Signal(n) => write!(f, "stopped by signal {n}"),
+            ExitReason::Quit => write!(f, "quit from the console"),
         }
     }
 }
@@ -311,11 +316,12 @@ mod tests {
             ExitReason::Timeout,
             ExitReason::Signal(libc::SIGINT),
             ExitReason::Signal(libc::SIGTERM),
+            ExitReason::Quit,
         ]
         .iter()
         .map(ExitReason::exit_code)
         .collect();
-        assert_eq!(codes, vec![0, 3, 4, 5, 6, 124, 130, 143]);
+        assert_eq!(codes, vec![0, 3, 4, 5, 6, 124, 130, 143, 130]);
         assert_eq!(internal_suberror_name(1), "instruction emulation failed");
     }
 }

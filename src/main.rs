@@ -36,6 +36,16 @@ struct RunArgs {
 enum Command {
     /// Check the machine file and run it (the default).
     Run(RunArgs),
+    /// Run the machine with the built-in probe guest in place of its kernel; the probe
+    /// reports the machine as it sees it on COM1. Probe options follow `--`
+    /// (e.g. `vmrun probe m.toml -- pio=100000 echo=1`).
+    Probe {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Options for the probe's command line.
+        #[arg(last = true)]
+        options: Vec<String>,
+    },
     /// Check machine files: exit 0 when all are valid, 1 with every error otherwise.
     Check {
         #[arg(required = true)]
@@ -85,17 +95,24 @@ fn print(s: &str) -> anyhow::Result<()> {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Process exit codes of a run; the guest's part is `ExitReason::exit_code`.
+fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
     let file = args.file.context("no machine file given")?;
-    let _spec = resolve(&file)?;
-    let _ = args.timeout;
-    anyhow::bail!("{}: the machine is valid, but vmrun is not yet able to run machines", file.display())
+    let spec = resolve(&file)?;
+    let opts = vmrun::vmm::builder::RunOptions { timeout: args.timeout, probe };
+    let report = vmrun::vmm::builder::run(&spec, &opts).with_context(|| format!("{}: cannot run the machine", file.display()))?;
+    let code = report.reason.exit_code();
+    if code != 0 {
+        eprintln!("vmrun: {}: {}", spec.name, report.reason);
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        None => run(cli.run),
-        Some(Command::Run(args)) => run(args),
+        None => run(cli.run, None),
+        Some(Command::Run(args)) => run(args, None),
+        Some(Command::Probe { run: args, options }) => run(args, Some(options.join(" "))),
         Some(Command::Check { files }) => {
             let mut bad = 0;
             for f in &files {

@@ -93,7 +93,8 @@ pub struct Chardev {
     pub input: Option<Box<dyn ChardevInput>>,
     /// The pty slave path, for the pty backend.
     pub pty_path: Option<PathBuf>,
-    _term: Option<TermGuard>,
+    /// Keeps the terminal raw while held (stdio); dropping it restores the terminal.
+    pub term: Option<TermGuard>,
 }
 
 /// Opens the backend `kind`.
@@ -102,7 +103,7 @@ pub fn open(kind: &ChardevKind) -> Result<Chardev, ChardevError> {
         output,
         input,
         pty_path: None,
-        _term: None,
+        term: None,
     };
     match kind {
         ChardevKind::Null => Ok(plain(Box::new(io::sink()), None)),
@@ -132,7 +133,7 @@ pub fn open(kind: &ChardevKind) -> Result<Chardev, ChardevError> {
                 output: Box::new(out),
                 input: Some(Box::new(input)),
                 pty_path: None,
-                _term: term,
+                term: term,
             })
         }
         ChardevKind::Socket { path } => {
@@ -156,7 +157,7 @@ pub fn open(kind: &ChardevKind) -> Result<Chardev, ChardevError> {
                 output: Box::new(DropOnFull(master)),
                 input: Some(Box::new(input)),
                 pty_path: Some(path),
-                _term: None,
+                term: None,
             })
         }
     }
@@ -287,7 +288,8 @@ pub fn restore_terminal() {
 }
 
 /// Raw mode on a terminal for as long as it lives.
-struct TermGuard;
+/// Restores the saved terminal state when dropped.
+pub struct TermGuard;
 
 impl TermGuard {
     fn raw_if_tty(fd: RawFd) -> io::Result<Option<TermGuard>> {

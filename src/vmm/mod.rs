@@ -8,3 +8,5 @@ pub mod exit;
 pub mod event_loop;
 pub mod irq;
 pub use exit::ExitReason;
+pub mod attach;
+pub mod builder;

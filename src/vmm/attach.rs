@@ -1,0 +1,205 @@
+//! Puts the spec's devices on the buses: one small function per kind, each taking what
+//! the device needs (its backend, its interrupt line, its clock).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+
+use super::bus::{Bus, BusError, SharedDevice};
+use super::event_loop::{Input, InputSource, Waker};
+use super::vm::Vm;
+use crate::backends::chardev::{self, ChardevError, ChardevKind, Input as CharInput};
+use crate::devices::cmos::{BootDevice, Cmos, CmosLayout, HostWallClock};
+use crate::devices::debugcon::DebugCon;
+use crate::devices::i8042::I8042;
+use crate::devices::pm::{HostMonotonic, Pm, PmConfig};
+use crate::devices::post::{Post, PostStats};
+use crate::devices::reset::ResetControl;
+use crate::devices::serial::Serial;
+use crate::devices::{BusDevice, IrqLine};
+use crate::spec::{CharBackend, DeviceKind, DeviceSpec, MachineSpec};
+
+#[derive(Debug, Error)]
+pub enum AttachError {
+    #[error("device `{id}`: {source}")]
+    Chardev { id: String, source: ChardevError },
+    #[error("device `{id}`: cannot open log file {path}: {source}")]
+    Log { id: String, path: std::path::PathBuf, source: std::io::Error },
+    #[error("device `{id}`: {source}")]
+    Bus { id: String, source: BusError },
+    #[error("cannot create an eventfd: {0}")]
+    EventFd(std::io::Error),
+}
+
+/// What the builder gets back: the buses' contents, the event loop's input sources,
+/// and the devices the run reports on.
+pub struct Attached {
+    pub sources: Vec<InputSource>,
+    pub post: Arc<PostStats>,
+    /// Devices of the spec that vmrun does not emulate yet (named in a warning).
+    pub missing: Vec<String>,
+    /// Held for the run: the raw terminal of a stdio backend.
+    pub terminal: Vec<chardev::TermGuard>,
+}
+
+fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
+    Arc::new(Mutex::new(d))
+}
+
+fn insert(bus: &mut Bus, dev: SharedDevice, base: u64, len: u64, id: &str) -> Result<(), AttachError> {
+    bus.insert(dev, base, len).map_err(|source| AttachError::Bus { id: id.to_string(), source })
+}
+
+fn irq(vm: &Vm, gsi: Option<u32>) -> Arc<dyn IrqLine> {
+    match gsi {
+        Some(g) => Arc::new(vm.irq_line(g)),
+        None => Arc::new(crate::devices::NoIrq),
+    }
+}
+
+/// A writer that copies everything to a second one (the serial `log` file).
+struct Tee(Box<dyn Write + Send>, std::fs::File);
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        let _ = self.1.write_all(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Attaches every device of `spec` to `pio` / `mmio`.
+pub fn attach(spec: &MachineSpec, vm: &Vm, pio: &mut Bus, _mmio: &mut Bus) -> Result<Attached, AttachError> {
+    let post = Post::new();
+    let stats = post.stats();
+    insert(pio, shared(post), 0x80, 1, "post")?;
+    let mut out = Attached { sources: Vec::new(), post: stats, missing: Vec::new(), terminal: Vec::new() };
+    if spec.board.board().pci.is_some() {
+        // The PCI configuration ports come with PCI (a later issue); until then the
+        // chipset's reset control register answers byte accesses at 0xcf9 on its own.
+        insert(pio, shared(ResetControl::new()), 0xcf9, 1, "reset")?;
+    }
+    for d in &spec.devices {
+        match &d.kind {
+            DeviceKind::Serial { backend, log } => serial(vm, pio, d, backend, log.as_deref(), &mut out)?,
+            DeviceKind::I8042 => {
+                let dev = shared(I8042::new(irq(vm, d.irq), irq(vm, Some(12))));
+                let base = d.io.unwrap_or(0x60) as u64;
+                insert(pio, dev.clone(), base, 1, &d.id)?;
+                insert(pio, dev, base + 4, 1, &d.id)?;
+            }
+            DeviceKind::Pm { s5_typ } => {
+                let q35 = d.io_ranges.first().is_some_and(|r| r.1 >= 0x80);
+                let cfg = PmConfig {
+                    base: d.io.unwrap_or(0x600) as u64,
+                    gpe0_offset: if q35 { 0x20 } else { 0x0c },
+                    gpe0_len: if q35 { 0x10 } else { 4 },
+                    s5_typ: *s5_typ,
+                    sci_enabled: true,
+                };
+                let pm = Pm::new(cfg, Box::new(HostMonotonic::new()), irq(vm, d.irq));
+                let ranges = pm.ranges();
+                let dev = shared(pm);
+                for (base, len) in ranges {
+                    insert(pio, dev.clone(), base, len, &d.id)?;
+                }
+            }
+            DeviceKind::Debugcon { backend } => {
+                let w: Box<dyn Write + Send> = match backend {
+                    CharBackend::Stderr => Box::new(std::io::stderr()),
+                    other => chardev::open(&chardev_kind(other)).map_err(|source| AttachError::Chardev { id: d.id.clone(), source })?.output,
+                };
+                insert(pio, shared(DebugCon::new(w)), d.io.unwrap_or(0x402) as u64, 1, &d.id)?;
+            }
+            DeviceKind::Rtc { .. } => {
+                let layout = CmosLayout {
+                    ram_below_4g: spec.ram_below_4g,
+                    ram_above_4g: spec.ram_above_4g,
+                    cpus: spec.cpus.count().min(255) as u8,
+                    boot_order: vec![BootDevice::Disk],
+                };
+                let cmos = Cmos::new(&layout, Box::new(HostWallClock), irq(vm, d.irq));
+                insert(pio, shared(cmos), d.io.unwrap_or(0x70) as u64, 2, &d.id)?;
+            }
+            // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
+            DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic => {}
+            DeviceKind::FwCfg { .. } | DeviceKind::Vga { .. } | DeviceKind::Nic { .. } | DeviceKind::Disk { .. } => {
+                out.missing.push(format!("{} ({})", d.id, d.kind.name()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn chardev_kind(b: &CharBackend) -> ChardevKind {
+    match b {
+        CharBackend::Stdio => ChardevKind::Stdio,
+        CharBackend::File(p) => ChardevKind::File { path: p.clone(), append: false },
+        CharBackend::Socket(p) => ChardevKind::Socket { path: p.clone() },
+        CharBackend::Pty => ChardevKind::Pty,
+        CharBackend::Stderr | CharBackend::Null => ChardevKind::Null,
+    }
+}
+
+fn serial(
+    vm: &Vm,
+    pio: &mut Bus,
+    d: &DeviceSpec,
+    backend: &CharBackend,
+    log: Option<&std::path::Path>,
+    out: &mut Attached,
+) -> Result<(), AttachError> {
+    let mut cd = chardev::open(&chardev_kind(backend)).map_err(|source| AttachError::Chardev { id: d.id.clone(), source })?;
+    out.terminal.extend(cd.term.take());
+    let output: Box<dyn Write + Send> = match log {
+        Some(path) => {
+            let f = std::fs::File::create(path).map_err(|source| AttachError::Log { id: d.id.clone(), path: path.into(), source })?;
+            Box::new(Tee(cd.output, f))
+        }
+        None => cd.output,
+    };
+    let serial = shared(Serial::new(output, irq(vm, d.irq)));
+    insert(pio, serial.clone(), d.io.unwrap_or(0x3f8) as u64, 8, &d.id)?;
+    let Some(mut input) = cd.input else { return Ok(()) };
+    let waker = Waker::new().map_err(AttachError::EventFd)?;
+    {
+        let w = waker.clone();
+        let mut s = serial.lock().unwrap_or_else(|p| p.into_inner());
+        s.set_rx_space_notify(Box::new(move || w.wake()));
+    }
+    let fd = input.fd();
+    // Bytes read from the host but not yet taken by the FIFO.
+    let mut pending: Vec<u8> = Vec::new();
+    let on_readable = Box::new(move || -> Input {
+        let mut s = serial.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.is_empty() {
+            let n = s.enqueue_input(&pending);
+            pending.drain(..n);
+            if !pending.is_empty() {
+                return Input::Full;
+            }
+        }
+        let room = s.input_space();
+        if room == 0 {
+            return Input::Full;
+        }
+        let mut buf = [0u8; 64];
+        match input.read_input(&mut buf) {
+            Ok(CharInput::Data(n)) => {
+                let taken = s.enqueue_input(&buf[..n]);
+                pending.extend_from_slice(&buf[taken..n]);
+                Input::Open
+            }
+            Ok(CharInput::Eof) => Input::Closed,
+            Ok(CharInput::Quit) => Input::Quit,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => Input::Open,
+            Err(_) => Input::Closed,
+        }
+    });
+    out.sources.push(InputSource { fd, on_readable, space: Some(waker) });
+    Ok(())
+}

@@ -8,7 +8,8 @@
 //! v.set_cpuid(&vcpu_cpuid(&supported, &topo, i)?)?;
 //! v.set_msrs(&boot_msrs)?;
 //! v.setup_lapic()?;                               // LINT0 ExtINT, LINT1 NMI
-//! if i == 0 { v.set_boot_state(&regs, &sregs, &fpu)?; }   // APs wait for INIT/SIPI
+//! if i == 0 { v.set_boot_state(&boot.regs(), &boot.sregs(&v.sregs()?), &boot.fpu())?; }
+//!                                                 // APs wait for INIT/SIPI
 //! let running = vcpu::start(vcpus, buses)?;
 //! ```
 //!
@@ -126,6 +127,11 @@ impl Vcpu {
         self.fd
             .set_lapic(&state)
             .map_err(self.ioctl_err("KVM_SET_LAPIC"))
+    }
+
+    /// `KVM_GET_SREGS`: the current special registers, the base the boot module edits.
+    pub fn sregs(&self) -> Result<kvm_sregs, VcpuSetupError> {
+        self.fd.get_sregs().map_err(self.ioctl_err("KVM_GET_SREGS"))
     }
 
     /// The entry state of the boot CPU (from the boot module). APs get none: they stay

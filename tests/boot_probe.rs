@@ -1,0 +1,192 @@
+//! Boots the built-in probe through `vmrun probe` on every board, with 1, 2 and 4
+//! vCPUs and with 64 MiB and 5 GiB of RAM, and checks its report against the machine
+//! file. Needs /dev/kvm; says so and skips when it is missing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use vmrun::boot::probe::{parse_report, ProbeLine};
+
+fn kvm_usable() -> bool {
+    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if !ok {
+        eprintln!("skipped: /dev/kvm is not available or not accessible");
+    }
+    ok
+}
+
+struct Booted {
+    status: Option<i32>,
+    lines: Vec<ProbeLine>,
+    log: String,
+    stderr: String,
+}
+
+fn boot(name: &str, machine: &str, probe_opts: &[&str]) -> Booted {
+    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("com1.log");
+    let file = dir.join("m.toml");
+    let text = format!(
+        "{machine}\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut args = vec!["probe".to_string(), file.display().to_string(), "--timeout".into(), "60s".into()];
+    if !probe_opts.is_empty() {
+        args.push("--".into());
+        args.extend(probe_opts.iter().map(|s| s.to_string()));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vmrun")).args(&args).output().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines = parse_report(&log).unwrap_or_else(|e| panic!("{name}: bad report ({e}):\n{log}"));
+    Booted { status: out.status.code(), lines, log, stderr: String::from_utf8_lossy(&out.stderr).into() }
+}
+
+fn find<'a>(b: &'a Booted, tag: &str) -> Vec<&'a ProbeLine> {
+    // The tag is every bare word before the first key=value: "timer ok".
+    b.lines.iter().filter(|l| l.tag == tag || l.tag.starts_with(&format!("{tag} "))).collect()
+}
+
+/// Checks what every probe report must say for a machine of `cpus` and `memory`.
+fn check_report(name: &str, b: &Booted, cpus: u64, memory: u64, low_limit: u64) {
+    let ctx = format!("{name}:\n{}\nstderr: {}", b.log, b.stderr);
+    assert_eq!(b.status, Some(0), "poweroff must exit 0; {ctx}");
+    assert!(find(b, "done").len() == 1, "{ctx}");
+    let exit = find(b, "exit");
+    assert_eq!(exit.first().and_then(|l| l.get("method")), Some("acpi"), "{ctx}");
+
+    // Memory: the RAM the map reports adds up to the machine's, split at the hole.
+    let ram: Vec<(u64, u64)> = find(b, "mem")
+        .iter()
+        .filter(|l| l.get_u64("type") == Some(1))
+        .map(|l| (l.get_u64("base").unwrap(), l.get_u64("size").unwrap()))
+        .collect();
+    let total: u64 = ram.iter().map(|r| r.1).sum();
+    // The EBDA (1 KiB) and the BIOS area (0xa0000-0x100000: 384 KiB) are not RAM.
+    assert_eq!(total, memory - 0x400 - 0x60000, "{ctx}");
+    let above: u64 = ram.iter().filter(|r| r.0 >= 1 << 32).map(|r| r.1).sum();
+    assert_eq!(above, memory.saturating_sub(low_limit), "{ctx}");
+    for t in find(b, "memtest") {
+        assert!(t.has_flag("ok"), "memtest failed: {ctx}");
+    }
+    if above > 0 {
+        assert!(find(b, "memtest").iter().any(|t| t.get_u64("base") == Some(1 << 32)), "{ctx}");
+    }
+
+    // CPUs: every AP checked in with its own APIC ID.
+    let count = find(b, "cpus");
+    assert_eq!(count[0].get_u64("count"), Some(cpus), "{ctx}");
+    assert!(count[0].has_flag("ok"), "{ctx}");
+    let mut ids: Vec<u64> = find(b, "cpu").iter().map(|l| l.get_u64("apic").unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..cpus).collect::<Vec<_>>(), "{ctx}");
+
+    // The PIT interrupt arrived through the IOAPIC (pin 2, as the MP table says).
+    let timer = find(b, "timer");
+    assert_eq!(timer.first().map(|t| t.tag.as_str()), Some("timer ok"), "{ctx}");
+    assert_eq!(timer[0].get("path"), Some("ioapic"), "{ctx}");
+    assert_eq!(timer[0].get_u64("pin"), Some(2), "{ctx}");
+}
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn probe_boots_on_every_board_and_size() {
+    if !kvm_usable() {
+        return;
+    }
+    let cases: &[(&str, &str, u64, u64, u64)] = &[
+        ("pc-1", "pc", 1, 64 * MIB, 0xe000_0000),
+        ("pc-2-5g", "pc", 2, 5 * GIB, 0xc000_0000),
+        ("q35-4", "q35", 4, 64 * MIB, 0xb000_0000),
+        ("q35-2-5g", "q35", 2, 5 * GIB, 0x8000_0000),
+        ("microvm-1", "microvm", 1, 64 * MIB, 0xc000_0000),
+        ("microvm-4-5g", "microvm", 4, 5 * GIB, 0xc000_0000),
+    ];
+    for &(name, board, cpus, memory, low) in cases {
+        let machine = format!("[machine]\nboard = \"{board}\"\nmemory = \"{}MiB\"\ncpus = {cpus}\n", memory / MIB);
+        let b = boot(name, &machine, &[]);
+        check_report(name, &b, cpus, memory, low);
+    }
+}
+
+#[test]
+fn topology_gives_packed_apic_ids() {
+    if !kvm_usable() {
+        return;
+    }
+    // 2 sockets × 1 core × 2 threads: APIC IDs 0, 1, 2, 3 (thread bit, then socket bit).
+    let b = boot("topo", "[machine]\nboard = \"q35\"\nmemory = \"64MiB\"\nsockets = 2\ncores = 1\nthreads = 2\n", &["memtest=0"]);
+    assert_eq!(b.status, Some(0), "{}", b.log);
+    let count = find(&b, "cpus");
+    assert_eq!(count[0].get_u64("count"), Some(4), "{}", b.log);
+    // 1 socket × 3 cores: APIC IDs 0, 1, 2 (cores take 2 bits, so 3 is unused).
+    let b = boot("topo3", "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\ncores = 3\n", &["memtest=0"]);
+    let mut ids: Vec<u64> = find(&b, "cpu").iter().map(|l| l.get_u64("apic").unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2], "{}", b.log);
+}
+
+#[test]
+fn probe_options_reach_the_guest_and_pio_exits_are_counted() {
+    if !kvm_usable() {
+        return;
+    }
+    let b = boot("pio", "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n", &["quick=1", "pio=1000"]);
+    assert_eq!(b.status, Some(0), "{}", b.log);
+    let pio = find(&b, "pio");
+    assert_eq!(pio[0].get_u64("count"), Some(1000), "{}", b.log);
+    let cmdline = find(&b, "cmdline");
+    assert!(cmdline[0].quoted.iter().any(|q| q.contains("pio=1000")), "{}", b.log);
+}
+
+#[test]
+fn triple_fault_and_reset_have_their_exit_codes() {
+    if !kvm_usable() {
+        return;
+    }
+    let b = boot("triple", "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n", &["quick=1", "exit=triple"]);
+    assert_eq!(b.status, Some(4), "triple fault → 4: {}\n{}", b.log, b.stderr);
+    let b = boot("reset", "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n", &["quick=1", "exit=reset"]);
+    assert_eq!(b.status, Some(3), "i8042 reset → 3: {}\n{}", b.log, b.stderr);
+}
+
+#[test]
+fn timeout_stops_a_guest_that_never_ends() {
+    if !kvm_usable() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-halt", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("m.toml");
+    std::fs::write(&file, "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n[[device]]\nid = \"com1\"\nbackend = \"null\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args(["probe", file.to_str().unwrap(), "--timeout", "1s", "--", "quick=1", "exit=halt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn every_example_machine_boots_the_probe() {
+    if !kvm_usable() {
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("machines");
+    for name in ["pc.toml", "q35.toml", "microvm.toml"] {
+        // Run the example as written, with COM1 to a file; relative paths still resolve
+        // against machines/.
+        let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-ex-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("com1.log");
+        let file = root.join(format!(".test-{}-{name}", std::process::id()));
+        std::fs::write(&file, format!("extends = \"{name}\"\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n", log.display())).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vmrun")).args(["probe", file.to_str().unwrap(), "--timeout", "60s", "--", "memtest=0"]).output().unwrap();
+        let _ = std::fs::remove_file(&file);
+        let report = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(out.status.code(), Some(0), "{name}: {report}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(report.contains("PROBE done"), "{name}: {report}");
+    }
+}

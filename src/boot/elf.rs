@@ -313,14 +313,24 @@ pub fn load(
     Ok(elf.extent())
 }
 
-/// Zeroes `len` bytes of guest memory at `addr`.
+/// Zeroes `len` bytes of guest memory at `addr`. Pages that already read as zero (all
+/// of fresh guest RAM) are left alone: reading an untouched page maps the kernel's
+/// shared zero page, writing it would allocate a page for nothing and grow the VMM's
+/// resident memory by the size of every bss.
 pub fn zero(mem: &GuestMemoryMmap, addr: u64, len: u64) -> Result<(), GuestMemoryError> {
-    const CHUNK: u64 = 64 * 1024;
+    const CHUNK: u64 = 4096;
     let zeros = [0u8; CHUNK as usize];
+    let mut buf = [0u8; CHUNK as usize];
     let mut done = 0;
     while done < len {
-        let n = (len - done).min(CHUNK);
-        mem.write_slice(&zeros[..n as usize], GuestAddress(addr + done))?;
+        // Chunks end at page boundaries so a chunk never straddles two pages.
+        let at = addr + done;
+        let n = (len - done).min(CHUNK - at % CHUNK);
+        let chunk = &mut buf[..n as usize];
+        mem.read_slice(chunk, GuestAddress(at))?;
+        if chunk.iter().any(|&b| b != 0) {
+            mem.write_slice(&zeros[..n as usize], GuestAddress(at))?;
+        }
         done += n;
     }
     Ok(())

@@ -18,18 +18,36 @@ use std::path::Path;
 
 /// Loads and checks a machine file: the sources (to render diagnostics with) and the
 /// resolved spec, or every error found by reading and checking it.
-pub fn load_and_check(path: &Path) -> Result<(config::Sources, Result<spec::MachineSpec, Vec<config::Diagnostic>>), config::LoadError> {
+pub fn load_and_check(
+    path: &Path,
+) -> Result<
+    (
+        config::Sources,
+        Result<spec::MachineSpec, Vec<config::Diagnostic>>,
+    ),
+    config::LoadError,
+> {
     let loaded = config::load(path)?;
     Ok((loaded.sources, finish_check(loaded.machine, loaded.diags)))
 }
 
 /// [`load_and_check`] for text with no file behind it (tests, fuzzing).
-pub fn check_str(name: &str, text: &str, dir: &Path) -> (config::Sources, Result<spec::MachineSpec, Vec<config::Diagnostic>>) {
+pub fn check_str(
+    name: &str,
+    text: &str,
+    dir: &Path,
+) -> (
+    config::Sources,
+    Result<spec::MachineSpec, Vec<config::Diagnostic>>,
+) {
     let loaded = config::load_str(name, text, dir);
     (loaded.sources, finish_check(loaded.machine, loaded.diags))
 }
 
-fn finish_check(machine: Option<config::Machine>, mut diags: Vec<config::Diagnostic>) -> Result<spec::MachineSpec, Vec<config::Diagnostic>> {
+fn finish_check(
+    machine: Option<config::Machine>,
+    mut diags: Vec<config::Diagnostic>,
+) -> Result<spec::MachineSpec, Vec<config::Diagnostic>> {
     let checked = machine.map(|m| spec::check(&m));
     match checked {
         Some(Ok(spec)) if diags.is_empty() => Ok(spec),

@@ -14,7 +14,12 @@ use vmrun::spec::{self, MachineSpec};
 ///
 /// `vmrun machine.toml` checks the machine file and runs it.
 #[derive(Parser)]
-#[command(name = "vmrun", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "vmrun",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -65,7 +70,12 @@ struct Invalid(usize);
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} error{} found", self.0, if self.0 == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{} error{} found",
+            self.0,
+            if self.0 == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -99,8 +109,12 @@ fn print(s: &str) -> anyhow::Result<()> {
 fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
     let file = args.file.context("no machine file given")?;
     let spec = resolve(&file)?;
-    let opts = vmrun::vmm::builder::RunOptions { timeout: args.timeout, probe };
-    let report = vmrun::vmm::builder::run(&spec, &opts).with_context(|| format!("{}: cannot run the machine", file.display()))?;
+    let opts = vmrun::vmm::builder::RunOptions {
+        timeout: args.timeout,
+        probe,
+    };
+    let report = vmrun::vmm::builder::run(&spec, &opts)
+        .with_context(|| format!("{}: cannot run the machine", file.display()))?;
     let code = report.reason.exit_code();
     if code != 0 {
         eprintln!("vmrun: {}: {}", spec.name, report.reason);
@@ -132,7 +146,11 @@ fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
                 let n = files.len();
                 eprintln!("{n} machine file{} ok", if n == 1 { "" } else { "s" });
             }
-            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Some(Command::Show { file }) => {
             print(&spec::show::to_toml(&resolve(&file)?))?;

@@ -8,7 +8,11 @@ use std::process::Command;
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
 fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     if !ok {
         eprintln!("skipped: /dev/kvm is not available or not accessible");
     }
@@ -32,20 +36,36 @@ fn boot(name: &str, machine: &str, probe_opts: &[&str]) -> Booted {
         log.display()
     );
     std::fs::write(&file, text).unwrap();
-    let mut args = vec!["probe".to_string(), file.display().to_string(), "--timeout".into(), "60s".into()];
+    let mut args = vec![
+        "probe".to_string(),
+        file.display().to_string(),
+        "--timeout".into(),
+        "60s".into(),
+    ];
     if !probe_opts.is_empty() {
         args.push("--".into());
         args.extend(probe_opts.iter().map(|s| s.to_string()));
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun")).args(&args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args(&args)
+        .output()
+        .unwrap();
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     let lines = parse_report(&log).unwrap_or_else(|e| panic!("{name}: bad report ({e}):\n{log}"));
-    Booted { status: out.status.code(), lines, log, stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Booted {
+        status: out.status.code(),
+        lines,
+        log,
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 fn find<'a>(b: &'a Booted, tag: &str) -> Vec<&'a ProbeLine> {
     // The tag is every bare word before the first key=value: "timer ok".
-    b.lines.iter().filter(|l| l.tag == tag || l.tag.starts_with(&format!("{tag} "))).collect()
+    b.lines
+        .iter()
+        .filter(|l| l.tag == tag || l.tag.starts_with(&format!("{tag} ")))
+        .collect()
 }
 
 /// Checks what every probe report must say for a machine of `cpus` and `memory`.
@@ -54,7 +74,11 @@ fn check_report(name: &str, b: &Booted, cpus: u64, memory: u64, low_limit: u64) 
     assert_eq!(b.status, Some(0), "poweroff must exit 0; {ctx}");
     assert!(find(b, "done").len() == 1, "{ctx}");
     let exit = find(b, "exit");
-    assert_eq!(exit.first().and_then(|l| l.get("method")), Some("acpi"), "{ctx}");
+    assert_eq!(
+        exit.first().and_then(|l| l.get("method")),
+        Some("acpi"),
+        "{ctx}"
+    );
 
     // Memory: the RAM the map reports adds up to the machine's, split at the hole.
     let ram: Vec<(u64, u64)> = find(b, "mem")
@@ -71,20 +95,32 @@ fn check_report(name: &str, b: &Booted, cpus: u64, memory: u64, low_limit: u64) 
         assert!(t.has_flag("ok"), "memtest failed: {ctx}");
     }
     if above > 0 {
-        assert!(find(b, "memtest").iter().any(|t| t.get_u64("base") == Some(1 << 32)), "{ctx}");
+        assert!(
+            find(b, "memtest")
+                .iter()
+                .any(|t| t.get_u64("base") == Some(1 << 32)),
+            "{ctx}"
+        );
     }
 
     // CPUs: every AP checked in with its own APIC ID.
     let count = find(b, "cpus");
     assert_eq!(count[0].get_u64("count"), Some(cpus), "{ctx}");
     assert!(count[0].has_flag("ok"), "{ctx}");
-    let mut ids: Vec<u64> = find(b, "cpu").iter().map(|l| l.get_u64("apic").unwrap()).collect();
+    let mut ids: Vec<u64> = find(b, "cpu")
+        .iter()
+        .map(|l| l.get_u64("apic").unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, (0..cpus).collect::<Vec<_>>(), "{ctx}");
 
     // The PIT interrupt arrived through the IOAPIC (pin 2, as the MP table says).
     let timer = find(b, "timer");
-    assert_eq!(timer.first().map(|t| t.tag.as_str()), Some("timer ok"), "{ctx}");
+    assert_eq!(
+        timer.first().map(|t| t.tag.as_str()),
+        Some("timer ok"),
+        "{ctx}"
+    );
     assert_eq!(timer[0].get("path"), Some("ioapic"), "{ctx}");
     assert_eq!(timer[0].get_u64("pin"), Some(2), "{ctx}");
 }
@@ -106,7 +142,10 @@ fn probe_boots_on_every_board_and_size() {
         ("microvm-4-5g", "microvm", 4, 5 * GIB, 0xc000_0000),
     ];
     for &(name, board, cpus, memory, low) in cases {
-        let machine = format!("[machine]\nboard = \"{board}\"\nmemory = \"{}MiB\"\ncpus = {cpus}\n", memory / MIB);
+        let machine = format!(
+            "[machine]\nboard = \"{board}\"\nmemory = \"{}MiB\"\ncpus = {cpus}\n",
+            memory / MIB
+        );
         let b = boot(name, &machine, &[]);
         check_report(name, &b, cpus, memory, low);
     }
@@ -118,13 +157,24 @@ fn topology_gives_packed_apic_ids() {
         return;
     }
     // 2 sockets × 1 core × 2 threads: APIC IDs 0, 1, 2, 3 (thread bit, then socket bit).
-    let b = boot("topo", "[machine]\nboard = \"q35\"\nmemory = \"64MiB\"\nsockets = 2\ncores = 1\nthreads = 2\n", &["memtest=0"]);
+    let b = boot(
+        "topo",
+        "[machine]\nboard = \"q35\"\nmemory = \"64MiB\"\nsockets = 2\ncores = 1\nthreads = 2\n",
+        &["memtest=0"],
+    );
     assert_eq!(b.status, Some(0), "{}", b.log);
     let count = find(&b, "cpus");
     assert_eq!(count[0].get_u64("count"), Some(4), "{}", b.log);
     // 1 socket × 3 cores: APIC IDs 0, 1, 2 (cores take 2 bits, so 3 is unused).
-    let b = boot("topo3", "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\ncores = 3\n", &["memtest=0"]);
-    let mut ids: Vec<u64> = find(&b, "cpu").iter().map(|l| l.get_u64("apic").unwrap()).collect();
+    let b = boot(
+        "topo3",
+        "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\ncores = 3\n",
+        &["memtest=0"],
+    );
+    let mut ids: Vec<u64> = find(&b, "cpu")
+        .iter()
+        .map(|l| l.get_u64("apic").unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, [0, 1, 2], "{}", b.log);
 }
@@ -134,12 +184,20 @@ fn probe_options_reach_the_guest_and_pio_exits_are_counted() {
     if !kvm_usable() {
         return;
     }
-    let b = boot("pio", "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n", &["quick=1", "pio=1000"]);
+    let b = boot(
+        "pio",
+        "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n",
+        &["quick=1", "pio=1000"],
+    );
     assert_eq!(b.status, Some(0), "{}", b.log);
     let pio = find(&b, "pio");
     assert_eq!(pio[0].get_u64("count"), Some(1000), "{}", b.log);
     let cmdline = find(&b, "cmdline");
-    assert!(cmdline[0].quoted.iter().any(|q| q.contains("pio=1000")), "{}", b.log);
+    assert!(
+        cmdline[0].quoted.iter().any(|q| q.contains("pio=1000")),
+        "{}",
+        b.log
+    );
 }
 
 #[test]
@@ -147,10 +205,30 @@ fn triple_fault_and_reset_have_their_exit_codes() {
     if !kvm_usable() {
         return;
     }
-    let b = boot("triple", "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n", &["quick=1", "exit=triple"]);
-    assert_eq!(b.status, Some(4), "triple fault → 4: {}\n{}", b.log, b.stderr);
-    let b = boot("reset", "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n", &["quick=1", "exit=reset"]);
-    assert_eq!(b.status, Some(3), "i8042 reset → 3: {}\n{}", b.log, b.stderr);
+    let b = boot(
+        "triple",
+        "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n",
+        &["quick=1", "exit=triple"],
+    );
+    assert_eq!(
+        b.status,
+        Some(4),
+        "triple fault → 4: {}\n{}",
+        b.log,
+        b.stderr
+    );
+    let b = boot(
+        "reset",
+        "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n",
+        &["quick=1", "exit=reset"],
+    );
+    assert_eq!(
+        b.status,
+        Some(3),
+        "i8042 reset → 3: {}\n{}",
+        b.log,
+        b.stderr
+    );
 }
 
 #[test]
@@ -163,10 +241,23 @@ fn timeout_stops_a_guest_that_never_ends() {
     let file = dir.join("m.toml");
     std::fs::write(&file, "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n[[device]]\nid = \"com1\"\nbackend = \"null\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(["probe", file.to_str().unwrap(), "--timeout", "1s", "--", "quick=1", "exit=halt"])
+        .args([
+            "probe",
+            file.to_str().unwrap(),
+            "--timeout",
+            "1s",
+            "--",
+            "quick=1",
+            "exit=halt",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(124), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -183,10 +274,25 @@ fn every_example_machine_boots_the_probe() {
         let log = dir.join("com1.log");
         let file = root.join(format!(".test-{}-{name}", std::process::id()));
         std::fs::write(&file, format!("extends = \"{name}\"\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n", log.display())).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_vmrun")).args(["probe", file.to_str().unwrap(), "--timeout", "60s", "--", "memtest=0"]).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+            .args([
+                "probe",
+                file.to_str().unwrap(),
+                "--timeout",
+                "60s",
+                "--",
+                "memtest=0",
+            ])
+            .output()
+            .unwrap();
         let _ = std::fs::remove_file(&file);
         let report = std::fs::read_to_string(&log).unwrap_or_default();
-        assert_eq!(out.status.code(), Some(0), "{name}: {report}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {report}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(report.contains("PROBE done"), "{name}: {report}");
     }
 }

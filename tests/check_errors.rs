@@ -36,7 +36,8 @@ backend = "null"
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("vmrun-check-errors-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("kernel.bin"), b"kernel").unwrap();
+    std::fs::write(d.join("kernel.bin"), vmrun::boot::probe::probe_elf()).unwrap();
+    std::fs::write(d.join("garbage.bin"), b"not a kernel").unwrap();
     std::fs::write(d.join("disk.img"), vec![0u8; 4096]).unwrap();
     std::fs::write(d.join("disk2.img"), vec![0u8; 4096]).unwrap();
     d
@@ -54,7 +55,13 @@ fn errors(edits: &[(&str, &str)], dir: &Path) -> Vec<(String, String, String)> {
         Ok(_) => Vec::new(),
         Err(diags) => diags
             .iter()
-            .map(|d| (d.message.clone(), sources.describe(&d.loc), d.render(&sources)))
+            .map(|d| {
+                (
+                    d.message.clone(),
+                    sources.describe(&d.loc),
+                    d.render(&sources),
+                )
+            })
             .collect(),
     }
 }
@@ -80,6 +87,7 @@ fn each_broken_field_gives_its_error() {
         ("memory too small", &[("512MiB", "1MiB")], "too small for board pc", "m.toml:4:10"),
         ("memory past address space", &[("512MiB", "2TiB")], "does not fit in the guest address space", "m.toml:4:10"),
         ("missing kernel", &[("kernel.bin", "nokernel.bin")], "not found", "m.toml:8:10"),
+        ("kernel of an unknown format", &[("kernel.bin", "garbage.bin")], "can't be booted: not a bzImage", "m.toml:8:10"),
         (
             "sha256 mismatch",
             &[("kernel = \"kernel.bin\"", "kernel = { path = \"kernel.bin\", sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\" }")],
@@ -124,7 +132,11 @@ fn each_broken_field_gives_its_error() {
         let ok = errs.len() == 1 && errs[0].0.contains(want_msg) && errs[0].1 == *want_at;
         if !ok {
             let got: Vec<String> = errs.iter().map(|(_, at, r)| format!("{at}\n{r}")).collect();
-            failures.push(format!("case `{name}`: wanted one error containing {want_msg:?} at {want_at}, got {}:\n{}", errs.len(), got.join("\n")));
+            failures.push(format!(
+                "case `{name}`: wanted one error containing {want_msg:?} at {want_at}, got {}:\n{}",
+                errs.len(),
+                got.join("\n")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -134,7 +146,11 @@ fn each_broken_field_gives_its_error() {
 fn several_errors_are_reported_together() {
     let d = dir();
     let errs = errors(
-        &[("memory = \"512MiB\"", "memroy = \"512MiB\""), ("kind = \"nic\"", "kind = \"nicc\""), ("backend = \"null\"", "backend = \"null\"\nio = 0x3f8")],
+        &[
+            ("memory = \"512MiB\"", "memroy = \"512MiB\""),
+            ("kind = \"nic\"", "kind = \"nicc\""),
+            ("backend = \"null\"", "backend = \"null\"\nio = 0x3f8"),
+        ],
         &d,
     );
     assert_eq!(errs.len(), 3, "{errs:#?}");
@@ -143,8 +159,14 @@ fn several_errors_are_reported_together() {
 #[test]
 fn conflicts_name_both_parties() {
     let d = dir();
-    let errs = errors(&[("backend = \"null\"", "backend = \"null\"\nio = 0x3f8")], &d);
+    let errs = errors(
+        &[("backend = \"null\"", "backend = \"null\"\nio = 0x3f8")],
+        &d,
+    );
     let r = &errs[0].2;
-    assert!(r.contains("device `com2`") && r.contains("device `com1`"), "{r}");
+    assert!(
+        r.contains("device `com2`") && r.contains("device `com1`"),
+        "{r}"
+    );
     assert!(r.contains("<board pc defaults>"), "{r}");
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn vmrun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmrun")).args(args).output().expect("run vmrun")
+    Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args(args)
+        .output()
+        .expect("run vmrun")
 }
 
 fn root() -> PathBuf {
@@ -30,7 +33,9 @@ fn text(b: &[u8]) -> String {
 fn every_machine_file_checks() {
     let files = machines();
     assert!(files.len() >= 4);
-    let args: Vec<&str> = std::iter::once("check").chain(files.iter().map(|p| p.to_str().unwrap())).collect();
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(files.iter().map(|p| p.to_str().unwrap()))
+        .collect();
     let out = vmrun(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -38,7 +43,12 @@ fn every_machine_file_checks() {
 /// `show` output, with this checkout's path replaced so golden files are portable.
 fn show(path: &Path) -> String {
     let out = vmrun(&["show", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}: {}", path.display(), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        text(&out.stderr)
+    );
     let dir = std::fs::canonicalize(root()).unwrap();
     text(&out.stdout).replace(dir.to_str().unwrap(), "$ROOT")
 }
@@ -57,7 +67,11 @@ fn show_matches_golden_files() {
         }
         let want = std::fs::read_to_string(&golden).unwrap_or_default();
         if got != want {
-            diffs.push(format!("{} differs from {} (run with VMRUN_BLESS=1 to update):\n{got}", m.display(), golden.display()));
+            diffs.push(format!(
+                "{} differs from {} (run with VMRUN_BLESS=1 to update):\n{got}",
+                m.display(),
+                golden.display()
+            ));
         }
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
@@ -72,7 +86,12 @@ fn show_output_is_a_machine_file_that_resolves_to_the_same_machine() {
         let again_path = tmp.join(m.file_name().unwrap());
         std::fs::write(&again_path, &first.stdout).unwrap();
         let second = vmrun(&["show", again_path.to_str().unwrap()]);
-        assert!(second.status.success(), "{}: {}", m.display(), text(&second.stderr));
+        assert!(
+            second.status.success(),
+            "{}: {}",
+            m.display(),
+            text(&second.stderr)
+        );
         assert_eq!(text(&first.stdout), text(&second.stdout), "{}", m.display());
     }
 }
@@ -87,12 +106,19 @@ fn check_reports_every_error_and_exits_1() {
     assert!(err.contains("did you mean `memory`?"), "{err}");
     assert!(err.contains("did you mean \"q35\"?"), "{err}");
     assert!(err.contains(":2:1"), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    for args in [&["check", "/nonexistent/m.toml"][..], &["show", "/nonexistent/m.toml"], &["/nonexistent/m.toml"]] {
+    for args in [
+        &["check", "/nonexistent/m.toml"][..],
+        &["show", "/nonexistent/m.toml"],
+        &["/nonexistent/m.toml"],
+    ] {
         let out = vmrun(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = text(&out.stderr);
@@ -108,8 +134,13 @@ fn graph_is_dot_with_every_device() {
     assert!(out.status.success());
     let dot = text(&out.stdout);
     assert!(dot.starts_with("digraph \"full\" {") && dot.trim_end().ends_with('}'));
-    for id in ["net0", "net1", "net2", "data", "root", "com1", "vga", "ioapic"] {
-        assert!(dot.contains(&format!("\"dev:{id}\"")), "{id} missing:\n{dot}");
+    for id in [
+        "net0", "net1", "net2", "data", "root", "com1", "vga", "ioapic",
+    ] {
+        assert!(
+            dot.contains(&format!("\"dev:{id}\"")),
+            "{id} missing:\n{dot}"
+        );
     }
     assert!(dot.contains("\"bus:rp1\" -> \"bus:br0\""), "{dot}");
 }
@@ -125,7 +156,14 @@ fn schema_is_json_schema() {
 
 #[test]
 fn help_everywhere() {
-    for args in [&["--help"][..], &["check", "--help"], &["show", "--help"], &["graph", "--help"], &["run", "--help"], &["schema", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["show", "--help"],
+        &["graph", "--help"],
+        &["run", "--help"],
+        &["schema", "--help"],
+    ] {
         let out = vmrun(args);
         assert!(out.status.success(), "{args:?}");
         assert!(text(&out.stdout).contains("Usage"), "{args:?}");
@@ -137,7 +175,11 @@ fn readme_documents_every_key() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     for (section, fields) in vmrun::config::schema::sections() {
         for f in fields {
-            assert!(readme.contains(&format!("`{}`", f.key)), "README lacks `{}` of {section}", f.key);
+            assert!(
+                readme.contains(&format!("`{}`", f.key)),
+                "README lacks `{}` of {section}",
+                f.key
+            );
         }
     }
 }
@@ -153,16 +195,30 @@ fn print_reference() {
             let ty = match f.ty {
                 vmrun::config::schema::Ty::Str => "string".to_string(),
                 vmrun::config::schema::Ty::Bool => "bool".to_string(),
-                vmrun::config::schema::Ty::Int(a, b) => if b > 0xffff { format!("integer ≥ {a}") } else { format!("integer {a}-{b}") },
+                vmrun::config::schema::Ty::Int(a, b) => {
+                    if b > 0xffff {
+                        format!("integer ≥ {a}")
+                    } else {
+                        format!("integer {a}-{b}")
+                    }
+                }
                 vmrun::config::schema::Ty::Size => "size".to_string(),
-                vmrun::config::schema::Ty::Choice(c) => c.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(" \\| "),
+                vmrun::config::schema::Ty::Choice(c) => c
+                    .iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(" \\| "),
                 vmrun::config::schema::Ty::Path => "path".to_string(),
                 vmrun::config::schema::Ty::Artifact => "artifact".to_string(),
                 vmrun::config::schema::Ty::PciAddr => "PCI address".to_string(),
                 vmrun::config::schema::Ty::Mac => "MAC".to_string(),
                 vmrun::config::schema::Ty::Tables(_) => "array of tables".to_string(),
             };
-            let def = if f.default.is_empty() { "—".to_string() } else { f.default.replace('|', "\\|") };
+            let def = if f.default.is_empty() {
+                "—".to_string()
+            } else {
+                f.default.replace('|', "\\|")
+            };
             println!("| `{}` | {ty} | {def} | {} |", f.key, f.doc);
         }
     }

@@ -11,7 +11,12 @@ fn dir(name: &str) -> PathBuf {
 
 fn check(dir: &PathBuf, top: &str) -> Result<vmrun::spec::MachineSpec, String> {
     let (sources, r) = vmrun::load_and_check(&dir.join(top)).map_err(|e| e.to_string())?;
-    r.map_err(|d| d.iter().map(|d| d.render(&sources)).collect::<Vec<_>>().join("\n"))
+    r.map_err(|d| {
+        d.iter()
+            .map(|d| d.render(&sources))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 #[test]
@@ -34,8 +39,14 @@ fn merge_rules() {
     assert_eq!(s.cpus.count(), 2, "untouched keys are inherited");
     assert_eq!(s.board, vmrun::board::BoardKind::Q35);
     let n0 = s.device("n0").unwrap();
-    assert!(matches!(&n0.kind, vmrun::spec::DeviceKind::Nic { model, .. } if model == "e1000"), "keys merge within a device");
-    assert!(s.device("n1").is_none() && s.device("vga").is_none(), "enabled = false removes");
+    assert!(
+        matches!(&n0.kind, vmrun::spec::DeviceKind::Nic { model, .. } if model == "e1000"),
+        "keys merge within a device"
+    );
+    assert!(
+        s.device("n1").is_none() && s.device("vga").is_none(),
+        "enabled = false removes"
+    );
     assert!(s.device("com2").is_some() && s.device("com1").is_some());
 }
 
@@ -61,8 +72,16 @@ fn cycles_are_errors() {
 #[test]
 fn errors_point_into_the_file_that_has_them() {
     let d = dir("where");
-    std::fs::write(d.join("base.toml"), "[machine]\nmemory = \"1GiB\"\ncpus = 999\n").unwrap();
-    std::fs::write(d.join("top.toml"), "extends = \"base.toml\"\n[machine]\nname = \"x\"\n").unwrap();
+    std::fs::write(
+        d.join("base.toml"),
+        "[machine]\nmemory = \"1GiB\"\ncpus = 999\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("top.toml"),
+        "extends = \"base.toml\"\n[machine]\nname = \"x\"\n",
+    )
+    .unwrap();
     let e = check(&d, "top.toml").unwrap_err();
     assert!(e.contains("base.toml:3:8"), "{e}");
 }

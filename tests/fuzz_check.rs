@@ -20,15 +20,62 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    "[machine]", "[boot]", "[[device]]", "[[bus]]", "id = \"x\"", "kind = \"nic\"", "kind = \"serial\"", "kind = \"pci-bridge\"",
-    "kind = \"pcie-root-port\"", "kind = \"disk\"", "kind = \"vga\"", "board = \"q35\"", "board = \"microvm\"", "memory = \"5GiB\"",
-    "memory = 0", "cpus = 0", "cpus = -1", "cpus = 9999999999999999999", "sockets = 4", "threads = 3", "io = 0xffff", "irq = 23",
-    "irq = -7", "mmio = 0xfeb00000", "addr = \"1f.7\"", "addr = 31", "bus = \"pcie.0\"", "bus = \"isa\"", "bus = \"sysbus\"",
-    "parent = \"x\"", "enabled = false", "defaults = false", "extends = \"m.toml\"", "extends = \"\"", "path = \"\"",
-    "path = \"/dev/null\"", "mac = \"52:54:00:00:00:00\"", "backend = \"file\"", "backend = \"switch\"", "files = [{}]",
-    "files = [{ name = \"opt/a\", string = \"\" }]", "vram = \"3MiB\"", "kernel = { path = \"k\", sha256 = \"zz\" }",
-    "cmdline = \"\u{0}\"", "= =", "\"\"\"", "[[device.x]]", "a.b.c = 1", "é = 'ü'", "[machine.sub]", "x = [1, \"a\"]",
-    "t = 1979-05-27T07:32:00Z", "f = inf", "\n", "\t", "#",
+    "[machine]",
+    "[boot]",
+    "[[device]]",
+    "[[bus]]",
+    "id = \"x\"",
+    "kind = \"nic\"",
+    "kind = \"serial\"",
+    "kind = \"pci-bridge\"",
+    "kind = \"pcie-root-port\"",
+    "kind = \"disk\"",
+    "kind = \"vga\"",
+    "board = \"q35\"",
+    "board = \"microvm\"",
+    "memory = \"5GiB\"",
+    "memory = 0",
+    "cpus = 0",
+    "cpus = -1",
+    "cpus = 9999999999999999999",
+    "sockets = 4",
+    "threads = 3",
+    "io = 0xffff",
+    "irq = 23",
+    "irq = -7",
+    "mmio = 0xfeb00000",
+    "addr = \"1f.7\"",
+    "addr = 31",
+    "bus = \"pcie.0\"",
+    "bus = \"isa\"",
+    "bus = \"sysbus\"",
+    "parent = \"x\"",
+    "enabled = false",
+    "defaults = false",
+    "extends = \"m.toml\"",
+    "extends = \"\"",
+    "path = \"\"",
+    "path = \"/dev/null\"",
+    "mac = \"52:54:00:00:00:00\"",
+    "backend = \"file\"",
+    "backend = \"switch\"",
+    "files = [{}]",
+    "files = [{ name = \"opt/a\", string = \"\" }]",
+    "vram = \"3MiB\"",
+    "kernel = { path = \"k\", sha256 = \"zz\" }",
+    "cmdline = \"\u{0}\"",
+    "= =",
+    "\"\"\"",
+    "[[device.x]]",
+    "a.b.c = 1",
+    "é = 'ü'",
+    "[machine.sub]",
+    "x = [1, \"a\"]",
+    "t = 1979-05-27T07:32:00Z",
+    "f = inf",
+    "\n",
+    "\t",
+    "#",
 ];
 
 fn corpus() -> Vec<String> {
@@ -94,7 +141,10 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
 
 #[test]
 fn arbitrary_and_mutated_machine_files_never_panic_and_errors_have_locations() {
-    let cases: usize = std::env::var("VMRUN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let cases: usize = std::env::var("VMRUN_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let seeds = corpus();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("machines");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -110,10 +160,17 @@ fn arbitrary_and_mutated_machine_files_never_panic_and_errors_have_locations() {
             }
             Err(diags) => {
                 rejected += 1;
-                assert!(!diags.is_empty(), "case {case}: rejected without an error:\n{text}");
+                assert!(
+                    !diags.is_empty(),
+                    "case {case}: rejected without an error:\n{text}"
+                );
                 for d in &diags {
                     let src = sources.get(d.loc.src);
-                    assert!(d.loc.span.start <= src.text.len(), "case {case}: location past the end of {}:\n{text}", src.name);
+                    assert!(
+                        d.loc.span.start <= src.text.len(),
+                        "case {case}: location past the end of {}:\n{text}",
+                        src.name
+                    );
                     let _ = d.render(&sources);
                 }
             }

@@ -101,9 +101,26 @@ impl Board {
 
     /// The root bus ids this board has, with their kind names.
     pub fn root_buses(&self) -> Vec<(&'static str, &'static str)> {
-        let mut v = vec![("sysbus", "system bus"), ("isa", if self.kind == BoardKind::Q35 { "ISA (ICH9 LPC)" } else { "ISA" })];
+        let mut v = vec![
+            ("sysbus", "system bus"),
+            (
+                "isa",
+                if self.kind == BoardKind::Q35 {
+                    "ISA (ICH9 LPC)"
+                } else {
+                    "ISA"
+                },
+            ),
+        ];
         if let Some(p) = &self.pci {
-            v.push((p.id, if p.express { "PCIe root complex" } else { "PCI host bridge (i440FX)" }));
+            v.push((
+                p.id,
+                if p.express {
+                    "PCIe root complex"
+                } else {
+                    "PCI host bridge (i440FX)"
+                },
+            ));
         }
         v
     }
@@ -123,4 +140,3 @@ kind = "pic"
 id = "ioapic"
 kind = "ioapic"
 "#;
-

@@ -23,7 +23,11 @@ pub static BOARD: Board = Board {
     chipset_io: &[
         (0x61, 1, "system control port B (PIT speaker, in KVM)"),
         (0x80, 1, "POST diagnostic port"),
-        (0xcf8, 8, "PCI configuration ports and reset control (0xcf9)"),
+        (
+            0xcf8,
+            8,
+            "PCI configuration ports and reset control (0xcf9)",
+        ),
     ],
     chipset_mmio: &[
         (0xfec0_0000, 0x1000, "IOAPIC"),

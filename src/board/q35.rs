@@ -26,7 +26,11 @@ pub static BOARD: Board = Board {
     chipset_io: &[
         (0x61, 1, "system control port B (PIT speaker, in KVM)"),
         (0x80, 1, "POST diagnostic port"),
-        (0xcf8, 8, "PCI configuration ports and reset control (0xcf9)"),
+        (
+            0xcf8,
+            8,
+            "PCI configuration ports and reset control (0xcf9)",
+        ),
     ],
     chipset_mmio: &[
         (MMCONFIG_BASE, MMCONFIG_SIZE, "PCIe ECAM (MMCONFIG)"),

@@ -29,10 +29,20 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let mut sources = Sources::default();
     let doc = match load::load_files(path, &mut sources)? {
         Ok(doc) => doc,
-        Err(diags) => return Ok(Loaded { sources, machine: None, diags }),
+        Err(diags) => {
+            return Ok(Loaded {
+                sources,
+                machine: None,
+                diags,
+            })
+        }
     };
     let (machine, diags) = read_doc(doc, path, &mut sources);
-    Ok(Loaded { sources, machine, diags })
+    Ok(Loaded {
+        sources,
+        machine,
+        diags,
+    })
 }
 
 /// Reads machine-file text that has no file behind it (tests, fuzzing). Relative
@@ -44,17 +54,34 @@ pub fn load_str(name: &str, text: &str, dir: &Path) -> Loaded {
         Ok(doc) => read_doc(doc, Path::new(name), &mut sources),
         Err(diags) => (None, diags),
     };
-    Loaded { sources, machine, diags }
+    Loaded {
+        sources,
+        machine,
+        diags,
+    }
 }
 
-fn read_doc(doc: node::Node, path: &Path, sources: &mut Sources) -> (Option<Machine>, Vec<Diagnostic>) {
+fn read_doc(
+    doc: node::Node,
+    path: &Path,
+    sources: &mut Sources,
+) -> (Option<Machine>, Vec<Diagnostic>) {
     let board_src_start = sources.len() as u32;
     let doc = load::with_board_devices(doc, sources);
-    let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("machine");
+    let default_name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("machine");
     let mut diags = Vec::new();
-    let machine = model::read(&doc, default_name, sources, &mut diags).map(|m| Machine { board_src_start, ..m });
+    let machine = model::read(&doc, default_name, sources, &mut diags).map(|m| Machine {
+        board_src_start,
+        ..m
+    });
     if machine.is_none() && diags.is_empty() {
-        diags.push(Diagnostic::new(&doc.loc, "the machine file could not be read"));
+        diags.push(Diagnostic::new(
+            &doc.loc,
+            "the machine file could not be read",
+        ));
     }
     (machine, diags)
 }

@@ -64,13 +64,36 @@ pub struct DeviceCfg {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Props {
-    Serial { backend: Option<Sp<String>>, path: Option<Sp<PathBuf>>, log: Option<Sp<PathBuf>> },
-    Rtc { clock: Option<Sp<String>> },
-    Debugcon { backend: Option<Sp<String>>, path: Option<Sp<PathBuf>> },
-    FwCfg { files: Vec<FwCfgFile> },
-    Vga { vram: Option<Sp<u64>> },
-    Nic { model: Option<Sp<String>>, mac: Option<Sp<[u8; 6]>>, backend: Option<Sp<String>>, tap: Option<Sp<String>>, switch: Option<Sp<PathBuf>> },
-    Disk { path: Option<Sp<PathBuf>>, readonly: Option<Sp<bool>>, format: Option<Sp<String>> },
+    Serial {
+        backend: Option<Sp<String>>,
+        path: Option<Sp<PathBuf>>,
+        log: Option<Sp<PathBuf>>,
+    },
+    Rtc {
+        clock: Option<Sp<String>>,
+    },
+    Debugcon {
+        backend: Option<Sp<String>>,
+        path: Option<Sp<PathBuf>>,
+    },
+    FwCfg {
+        files: Vec<FwCfgFile>,
+    },
+    Vga {
+        vram: Option<Sp<u64>>,
+    },
+    Nic {
+        model: Option<Sp<String>>,
+        mac: Option<Sp<[u8; 6]>>,
+        backend: Option<Sp<String>>,
+        tap: Option<Sp<String>>,
+        switch: Option<Sp<PathBuf>>,
+    },
+    Disk {
+        path: Option<Sp<PathBuf>>,
+        readonly: Option<Sp<bool>>,
+        format: Option<Sp<String>>,
+    },
     /// Kinds without properties: i8042, pm, pit, pic, ioapic.
     None,
 }
@@ -89,7 +112,12 @@ pub enum FwCfgContents {
 }
 
 /// Reads the merged document. `default_name` names the machine when the file doesn't.
-pub fn read(doc: &Node, default_name: &str, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Option<Machine> {
+pub fn read(
+    doc: &Node,
+    default_name: &str,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Machine> {
     let mut top = TableReader::new(doc, "the machine file", schema::TOP, sources, diags)?;
     let anchor = Loc::new(doc.loc.src, 0..0);
     let _ = top.path("extends");
@@ -99,19 +127,44 @@ pub fn read(doc: &Node, default_name: &str, sources: &Sources, diags: &mut Vec<D
     let device_nodes = top.tables("device");
     top.finish();
 
-    let empty = Node { value: super::node::Value::Table(Default::default()), loc: anchor.clone() };
-    let mut m = TableReader::new(machine_node.unwrap_or(&empty), "[machine]", schema::MACHINE, sources, diags)?;
-    let name = m.str("name").unwrap_or_else(|| Sp::new(default_name.to_string(), anchor.clone()));
+    let empty = Node {
+        value: super::node::Value::Table(Default::default()),
+        loc: anchor.clone(),
+    };
+    let mut m = TableReader::new(
+        machine_node.unwrap_or(&empty),
+        "[machine]",
+        schema::MACHINE,
+        sources,
+        diags,
+    )?;
+    let name = m
+        .str("name")
+        .unwrap_or_else(|| Sp::new(default_name.to_string(), anchor.clone()));
     if name.value.is_empty() {
-        m.error(Diagnostic::new(&name.loc, "the machine's `name` can't be empty").label("empty name"));
+        m.error(
+            Diagnostic::new(&name.loc, "the machine's `name` can't be empty").label("empty name"),
+        );
     }
-    let board = m.choice("board").map(|b| Sp::new(BoardKind::parse(&b.value), b.loc));
-    let memory = m.size("memory").unwrap_or_else(|| Sp::new(512 << 20, anchor.clone()));
-    let (cpus, sockets, cores, threads) = (m.int("cpus"), m.int("sockets"), m.int("cores"), m.int("threads"));
+    let board = m
+        .choice("board")
+        .map(|b| Sp::new(BoardKind::parse(&b.value), b.loc));
+    let memory = m
+        .size("memory")
+        .unwrap_or_else(|| Sp::new(512 << 20, anchor.clone()));
+    let (cpus, sockets, cores, threads) = (
+        m.int("cpus"),
+        m.int("sockets"),
+        m.int("cores"),
+        m.int("threads"),
+    );
     let _ = m.bool("defaults");
     m.finish();
     let board = match board {
-        Some(Sp { value: Some(b), loc }) => Sp::new(b, loc),
+        Some(Sp {
+            value: Some(b),
+            loc,
+        }) => Sp::new(b, loc),
         Some(_) => return None,
         None => Sp::new(BoardKind::Pc, anchor.clone()),
     };
@@ -132,8 +185,25 @@ pub fn read(doc: &Node, default_name: &str, sources: &Sources, diags: &mut Vec<D
             }
         }
     }
-    let devices = device_nodes.into_iter().filter_map(|n| read_device(n, sources, diags)).collect();
-    Some(Machine { anchor, board_src_start: u32::MAX, name, board, memory, cpus, sockets, cores, threads, boot, buses, devices, broken_buses })
+    let devices = device_nodes
+        .into_iter()
+        .filter_map(|n| read_device(n, sources, diags))
+        .collect();
+    Some(Machine {
+        anchor,
+        board_src_start: u32::MAX,
+        name,
+        board,
+        memory,
+        cpus,
+        sockets,
+        cores,
+        threads,
+        boot,
+        buses,
+        devices,
+        broken_buses,
+    })
 }
 
 fn read_boot(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Option<Boot> {
@@ -161,9 +231,15 @@ fn read_id(t: &mut TableReader<'_, '_>) -> Option<Sp<String>> {
     };
     let ok = !id.value.is_empty()
         && id.value.len() <= 64
-        && id.value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && id
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !ok {
-        let msg = format!("bad id \"{}\": use 1-64 letters, digits, `-`, `_` or `.`", id.value.escape_debug());
+        let msg = format!(
+            "bad id \"{}\": use 1-64 letters, digits, `-`, `_` or `.`",
+            id.value.escape_debug()
+        );
         t.error(Diagnostic::new(&id.loc, msg).label("bad id"));
         return None;
     }
@@ -180,18 +256,29 @@ fn read_bus(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Opti
     if kind.is_none() && t.node("kind").is_none() {
         let msg = format!("{} has no `kind`", t.what);
         let loc = t.loc.clone();
-        t.error(Diagnostic::new(&loc, msg).label("add `kind = \"pci-bridge\"` or \"pcie-root-port\""));
+        t.error(
+            Diagnostic::new(&loc, msg).label("add `kind = \"pci-bridge\"` or \"pcie-root-port\""),
+        );
     }
     let parent = t.str("parent");
     let addr = t.pci_addr("addr");
     let loc = t.loc.clone();
     t.finish();
-    Some(BusCfg { loc, id: id?, kind: kind?, parent, addr })
+    Some(BusCfg {
+        loc,
+        id: id?,
+        kind: kind?,
+        parent,
+        addr,
+    })
 }
 
 fn kind_owning(key: &str) -> Option<String> {
-    let kinds: Vec<&str> =
-        schema::DEVICE_KINDS.iter().copied().filter(|k| schema::device_fields(k).iter().any(|f| f.key == key)).collect();
+    let kinds: Vec<&str> = schema::DEVICE_KINDS
+        .iter()
+        .copied()
+        .filter(|k| schema::device_fields(k).iter().any(|f| f.key == key))
+        .collect();
     (!kinds.is_empty()).then(|| format!("`{key}` is a property of {} devices", kinds.join(", ")))
 }
 
@@ -206,10 +293,16 @@ fn read_device(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> O
     if kind.is_none() && t.node("kind").is_none() {
         let loc = id.as_ref().map_or(t.loc.clone(), |i| i.loc.clone());
         let d = if enabled {
-            let msg = format!("{} has no `kind` (and no board default or inherited device has that id)", t.what);
+            let msg = format!(
+                "{} has no `kind` (and no board default or inherited device has that id)",
+                t.what
+            );
             Diagnostic::new(&loc, msg).label("add `kind = \"...\"`")
         } else {
-            let msg = format!("{} is switched off, but no board default or inherited device has that id", t.what);
+            let msg = format!(
+                "{} is switched off, but no board default or inherited device has that id",
+                t.what
+            );
             Diagnostic::new(&loc, msg).label("nothing to switch off")
         };
         t.error(d);
@@ -223,16 +316,30 @@ fn read_device(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> O
     let fields: &'static [Field] = schema::device_fields(&kind_name);
     t.allow(fields);
     let props = match kind_name.as_str() {
-        "serial" => Props::Serial { backend: t.choice("backend"), path: t.path("path"), log: t.path("log") },
-        "rtc" => Props::Rtc { clock: t.choice("clock") },
-        "debugcon" => Props::Debugcon { backend: t.choice("backend"), path: t.path("path") },
+        "serial" => Props::Serial {
+            backend: t.choice("backend"),
+            path: t.path("path"),
+            log: t.path("log"),
+        },
+        "rtc" => Props::Rtc {
+            clock: t.choice("clock"),
+        },
+        "debugcon" => Props::Debugcon {
+            backend: t.choice("backend"),
+            path: t.path("path"),
+        },
         "fw_cfg" => {
             let nodes = t.tables("files");
             let what = t.what.clone();
-            let files = nodes.into_iter().filter_map(|n| read_fw_cfg_file(n, &what, sources, &mut *t.diags)).collect();
+            let files = nodes
+                .into_iter()
+                .filter_map(|n| read_fw_cfg_file(n, &what, sources, &mut *t.diags))
+                .collect();
             Props::FwCfg { files }
         }
-        "vga" => Props::Vga { vram: t.size("vram") },
+        "vga" => Props::Vga {
+            vram: t.size("vram"),
+        },
         "nic" => Props::Nic {
             model: t.choice("model"),
             mac: t.mac("mac"),
@@ -240,7 +347,11 @@ fn read_device(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> O
             tap: t.str("tap"),
             switch: t.path("switch"),
         },
-        "disk" => Props::Disk { path: t.path("path"), readonly: t.bool("readonly"), format: t.choice("format") },
+        "disk" => Props::Disk {
+            path: t.path("path"),
+            readonly: t.bool("readonly"),
+            format: t.choice("format"),
+        },
         _ => Props::None,
     };
     let loc = t.loc.clone();
@@ -250,11 +361,32 @@ fn read_device(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> O
     if !enabled {
         return None;
     }
-    Some(DeviceCfg { loc, id: id?, kind: kind?, bus, addr, io, irq, mmio, props })
+    Some(DeviceCfg {
+        loc,
+        id: id?,
+        kind: kind?,
+        bus,
+        addr,
+        io,
+        irq,
+        mmio,
+        props,
+    })
 }
 
-fn read_fw_cfg_file(node: &Node, owner: &str, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Option<FwCfgFile> {
-    let mut t = TableReader::new(node, format!("a file of {owner}"), schema::FW_CFG_FILE, sources, diags)?;
+fn read_fw_cfg_file(
+    node: &Node,
+    owner: &str,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<FwCfgFile> {
+    let mut t = TableReader::new(
+        node,
+        format!("a file of {owner}"),
+        schema::FW_CFG_FILE,
+        sources,
+        diags,
+    )?;
     let name = t.str("name");
     let path = t.path("path");
     let string = t.str("string");
@@ -280,5 +412,9 @@ fn read_fw_cfg_file(node: &Node, owner: &str, sources: &Sources, diags: &mut Vec
         t.error(Diagnostic::new(&loc, msg).label("no name"));
     }
     t.finish();
-    Some(FwCfgFile { loc, name: name?, contents: contents? })
+    Some(FwCfgFile {
+        loc,
+        name: name?,
+        contents: contents?,
+    })
 }

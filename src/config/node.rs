@@ -52,11 +52,17 @@ pub struct Table {
 
 impl Table {
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
     }
 
     pub fn key(&self, key: &str) -> Option<&Key> {
-        self.entries.iter().find(|(k, _)| k.name == key).map(|(k, _)| k)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(k, _)| k)
     }
 
     pub fn remove(&mut self, key: &str) -> Option<(Key, Node)> {
@@ -90,7 +96,10 @@ pub fn parse(src: SrcId, text: &str) -> Result<Node, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let table = convert_table(src, doc.get_ref(), &mut diags);
     if diags.is_empty() {
-        Ok(Node { value: Value::Table(table), loc: Loc::new(src, span) })
+        Ok(Node {
+            value: Value::Table(table),
+            loc: Loc::new(src, span),
+        })
     } else {
         Err(diags)
     }
@@ -100,28 +109,42 @@ fn convert_table(src: SrcId, t: &DeTable<'_>, diags: &mut Vec<Diagnostic>) -> Ta
     let entries = t
         .iter()
         .map(|(k, v)| {
-            let key = Key { name: k.get_ref().to_string(), loc: Loc::new(src, k.span()) };
+            let key = Key {
+                name: k.get_ref().to_string(),
+                loc: Loc::new(src, k.span()),
+            };
             (key, convert(src, v.get_ref(), v.span(), diags))
         })
         .collect();
     Table { entries }
 }
 
-fn convert(src: SrcId, v: &DeValue<'_>, span: std::ops::Range<usize>, diags: &mut Vec<Diagnostic>) -> Node {
+fn convert(
+    src: SrcId,
+    v: &DeValue<'_>,
+    span: std::ops::Range<usize>,
+    diags: &mut Vec<Diagnostic>,
+) -> Node {
     let loc = Loc::new(src, span);
     let value = match v {
         DeValue::String(s) => Value::Str(s.to_string()),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => Value::Int(n),
             Err(_) => {
-                diags.push(Diagnostic::new(&loc, "integer out of range").label("does not fit in 64 bits"));
+                diags.push(
+                    Diagnostic::new(&loc, "integer out of range").label("does not fit in 64 bits"),
+                );
                 Value::Int(0)
             }
         },
         DeValue::Float(f) => Value::Float(f.as_str().parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Datetime(d) => Value::Datetime(d.to_string()),
-        DeValue::Array(a) => Value::Array(a.iter().map(|e| convert(src, e.get_ref(), e.span(), diags)).collect()),
+        DeValue::Array(a) => Value::Array(
+            a.iter()
+                .map(|e| convert(src, e.get_ref(), e.span(), diags))
+                .collect(),
+        ),
         DeValue::Table(t) => Value::Table(convert_table(src, t, diags)),
     };
     Node { value, loc }
@@ -144,7 +167,10 @@ pub fn merge(base: &mut Table, over: Table) {
                     merge_by_id(b, o)
                 }
                 (_, value) => {
-                    *old = Node { value, loc: node.loc };
+                    *old = Node {
+                        value,
+                        loc: node.loc,
+                    };
                 }
             },
         }
@@ -198,10 +224,14 @@ mod tests {
         assert_eq!(m.str("name"), Some("a"));
         assert_eq!(m.str("memory"), Some("2GiB"));
         assert_eq!(m.get("memory").unwrap().loc.src, SrcId(1));
-        let Value::Array(devs) = &base.get("device").unwrap().value else { unreachable!() };
+        let Value::Array(devs) = &base.get("device").unwrap().value else {
+            unreachable!()
+        };
         let ids: Vec<_> = devs.iter().map(|d| id_of(d).unwrap()).collect();
         assert_eq!(ids, ["com1", "vga", "n0"]);
-        let Value::Table(com1) = &devs[0].value else { unreachable!() };
+        let Value::Table(com1) = &devs[0].value else {
+            unreachable!()
+        };
         assert_eq!(com1.str("kind"), Some("serial"));
         assert_eq!(com1.str("backend"), Some("null"));
     }

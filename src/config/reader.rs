@@ -79,11 +79,21 @@ impl<'a, 'd> TableReader<'a, 'd> {
     ) -> Option<Self> {
         let what = what.into();
         match &node.value {
-            Value::Table(table) => Some(Self { table, loc: node.loc.clone(), what, fields: vec![fields], sources, diags }),
+            Value::Table(table) => Some(Self {
+                table,
+                loc: node.loc.clone(),
+                what,
+                fields: vec![fields],
+                sources,
+                diags,
+            }),
             other => {
                 diags.push(
-                    Diagnostic::new(&node.loc, format!("{what} must be a table, found {}", other.type_name()))
-                        .label("expected a table"),
+                    Diagnostic::new(
+                        &node.loc,
+                        format!("{what} must be a table, found {}", other.type_name()),
+                    )
+                    .label("expected a table"),
                 );
                 None
             }
@@ -96,7 +106,10 @@ impl<'a, 'd> TableReader<'a, 'd> {
     }
 
     fn field(&self, key: &str) -> Option<&'static Field> {
-        self.fields.iter().flat_map(|f| f.iter()).find(|f| f.key == key)
+        self.fields
+            .iter()
+            .flat_map(|f| f.iter())
+            .find(|f| f.key == key)
     }
 
     pub fn error(&mut self, d: Diagnostic) {
@@ -104,8 +117,13 @@ impl<'a, 'd> TableReader<'a, 'd> {
     }
 
     fn wrong_type(&mut self, key: &str, node: &Node, expected: &str) {
-        let msg = format!("`{key}` in {} must be {expected}, found {}", self.what, node.value.type_name());
-        self.diags.push(Diagnostic::new(&node.loc, msg).label(format!("expected {expected}")));
+        let msg = format!(
+            "`{key}` in {} must be {expected}, found {}",
+            self.what,
+            node.value.type_name()
+        );
+        self.diags
+            .push(Diagnostic::new(&node.loc, msg).label(format!("expected {expected}")));
     }
 
     pub fn node(&self, key: &str) -> Option<&'a Node> {
@@ -143,9 +161,17 @@ impl<'a, 'd> TableReader<'a, 'd> {
         match &node.value {
             Value::Int(n) if (min..=max).contains(n) => Some(Sp::new(*n, node.loc.clone())),
             Value::Int(n) => {
-                let range = if max > 0xffff { format!("{min:#x} to {max:#x}") } else { format!("{min} to {max}") };
-                let msg = format!("`{key}` in {} is out of range: {n} (allowed: {range})", self.what);
-                self.diags.push(Diagnostic::new(&node.loc, msg).label("out of range"));
+                let range = if max > 0xffff {
+                    format!("{min:#x} to {max:#x}")
+                } else {
+                    format!("{min} to {max}")
+                };
+                let msg = format!(
+                    "`{key}` in {} is out of range: {n} (allowed: {range})",
+                    self.what
+                );
+                self.diags
+                    .push(Diagnostic::new(&node.loc, msg).label("out of range"));
                 None
             }
             _ => {
@@ -162,13 +188,18 @@ impl<'a, 'd> TableReader<'a, 'd> {
                 Ok(n) => Some(Sp::new(n, node.loc.clone())),
                 Err(e) => {
                     let msg = format!("bad size for `{key}` in {}: {e}", self.what);
-                    self.diags.push(Diagnostic::new(&node.loc, msg).label("not a size"));
+                    self.diags
+                        .push(Diagnostic::new(&node.loc, msg).label("not a size"));
                     None
                 }
             },
             Value::Int(n) => {
-                let msg = format!("`{key}` in {} needs a unit: write \"{n}MiB\" or \"{n}GiB\", not a bare number", self.what);
-                self.diags.push(Diagnostic::new(&node.loc, msg).label("a bare number"));
+                let msg = format!(
+                    "`{key}` in {} needs a unit: write \"{n}MiB\" or \"{n}GiB\", not a bare number",
+                    self.what
+                );
+                self.diags
+                    .push(Diagnostic::new(&node.loc, msg).label("a bare number"));
                 None
             }
             _ => {
@@ -188,9 +219,16 @@ impl<'a, 'd> TableReader<'a, 'd> {
         if choices.contains(&s.value.as_str()) {
             return Some(s);
         }
-        let list = choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
-        let mut d = Diagnostic::new(&s.loc, format!("`{key}` in {} can't be \"{}\"", self.what, s.value))
-            .note(format!("expected one of {list}"));
+        let list = choices
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut d = Diagnostic::new(
+            &s.loc,
+            format!("`{key}` in {} can't be \"{}\"", self.what, s.value),
+        )
+        .note(format!("expected one of {list}"));
         if let Some(m) = did_you_mean(&s.value, choices.iter().copied()) {
             d = d.label(format!("did you mean \"{m}\"?"));
         }
@@ -203,7 +241,8 @@ impl<'a, 'd> TableReader<'a, 'd> {
         let s = self.str(key)?;
         if s.value.is_empty() || s.value.contains('\0') {
             let msg = format!("`{key}` in {} must be a file path", self.what);
-            self.diags.push(Diagnostic::new(&s.loc, msg).label("empty path"));
+            self.diags
+                .push(Diagnostic::new(&s.loc, msg).label("empty path"));
             return None;
         }
         let p = self.sources.base_dir(s.loc.src).join(&s.value);
@@ -213,10 +252,19 @@ impl<'a, 'd> TableReader<'a, 'd> {
     pub fn artifact(&mut self, key: &str) -> Option<Artifact> {
         let node = self.node(key)?;
         match &node.value {
-            Value::Str(_) => Some(Artifact { path: self.path(key)?, sha256: None }),
+            Value::Str(_) => Some(Artifact {
+                path: self.path(key)?,
+                sha256: None,
+            }),
             Value::Table(_) => {
                 let what = format!("`{key}` in {}", self.what);
-                let mut t = TableReader::new(node, what, super::schema::ARTIFACT, self.sources, &mut *self.diags)?;
+                let mut t = TableReader::new(
+                    node,
+                    what,
+                    super::schema::ARTIFACT,
+                    self.sources,
+                    &mut *self.diags,
+                )?;
                 let path = t.path("path");
                 let sha256 = t.str("sha256");
                 if path.is_none() && t.node("path").is_none() {
@@ -230,7 +278,10 @@ impl<'a, 'd> TableReader<'a, 'd> {
                     }
                 }
                 t.finish();
-                Some(Artifact { path: path?, sha256 })
+                Some(Artifact {
+                    path: path?,
+                    sha256,
+                })
             }
             _ => {
                 self.wrong_type(key, node, "a path or a table { path, sha256 }");
@@ -243,7 +294,10 @@ impl<'a, 'd> TableReader<'a, 'd> {
         let node = self.node(key)?;
         let parsed = match &node.value {
             Value::Str(s) => PciAddr::parse(s),
-            Value::Int(n) if (0..32).contains(n) => Ok(PciAddr { slot: *n as u8, func: 0 }),
+            Value::Int(n) if (0..32).contains(n) => Ok(PciAddr {
+                slot: *n as u8,
+                func: 0,
+            }),
             Value::Int(n) => Err(format!("slot {n} is out of range (0-31)")),
             _ => {
                 self.wrong_type(key, node, "a PCI address string like \"03.0\"");
@@ -253,7 +307,10 @@ impl<'a, 'd> TableReader<'a, 'd> {
         match parsed {
             Ok(a) => Some(Sp::new(a, node.loc.clone())),
             Err(e) => {
-                self.diags.push(Diagnostic::new(&node.loc, format!("bad `{key}` in {}: {e}", self.what)).label("not a PCI address"));
+                self.diags.push(
+                    Diagnostic::new(&node.loc, format!("bad `{key}` in {}: {e}", self.what))
+                        .label("not a PCI address"),
+                );
                 None
             }
         }
@@ -262,18 +319,30 @@ impl<'a, 'd> TableReader<'a, 'd> {
     pub fn mac(&mut self, key: &str) -> Option<Sp<[u8; 6]>> {
         let s = self.str(key)?;
         let parts: Vec<_> = s.value.split(':').collect();
-        let bytes: Vec<u8> = parts.iter().filter_map(|p| (p.len() == 2).then(|| u8::from_str_radix(p, 16).ok()).flatten()).collect();
+        let bytes: Vec<u8> = parts
+            .iter()
+            .filter_map(|p| {
+                (p.len() == 2)
+                    .then(|| u8::from_str_radix(p, 16).ok())
+                    .flatten()
+            })
+            .collect();
         let Ok(mac) = <[u8; 6]>::try_from(bytes.as_slice()) else {
             let msg = format!("`{key}` in {} is not a MAC address: write six hex bytes like \"52:54:00:12:34:56\"", self.what);
-            self.diags.push(Diagnostic::new(&s.loc, msg).label("not a MAC address"));
+            self.diags
+                .push(Diagnostic::new(&s.loc, msg).label("not a MAC address"));
             return None;
         };
         if parts.len() != 6 {
             return None;
         }
         if mac[0] & 1 != 0 {
-            let msg = format!("`{key}` in {} is a multicast address; a NIC needs a unicast one (even first byte)", self.what);
-            self.diags.push(Diagnostic::new(&s.loc, msg).label("multicast bit set"));
+            let msg = format!(
+                "`{key}` in {} is a multicast address; a NIC needs a unicast one (even first byte)",
+                self.what
+            );
+            self.diags
+                .push(Diagnostic::new(&s.loc, msg).label("multicast bit set"));
             return None;
         }
         Some(Sp::new(mac, s.loc))
@@ -281,7 +350,9 @@ impl<'a, 'd> TableReader<'a, 'd> {
 
     /// An array of tables, as (node) list; a non-array is an error.
     pub fn tables(&mut self, key: &str) -> Vec<&'a Node> {
-        let Some(node) = self.node(key) else { return Vec::new() };
+        let Some(node) = self.node(key) else {
+            return Vec::new();
+        };
         match &node.value {
             Value::Array(items) => items.iter().collect(),
             _ => {
@@ -294,12 +365,20 @@ impl<'a, 'd> TableReader<'a, 'd> {
     /// Reports every key not among the known fields, with a suggestion. `elsewhere`
     /// names where a key would have been valid ("it belongs to vga devices").
     pub fn finish_with(self, elsewhere: impl Fn(&str) -> Option<String>) {
-        let known: Vec<&str> = self.fields.iter().flat_map(|f| f.iter()).map(|f| f.key).collect();
+        let known: Vec<&str> = self
+            .fields
+            .iter()
+            .flat_map(|f| f.iter())
+            .map(|f| f.key)
+            .collect();
         for (key, _) in &self.table.entries {
             if known.contains(&key.name.as_str()) {
                 continue;
             }
-            let mut d = Diagnostic::new(&key.loc, format!("unknown key `{}` in {}", key.name, self.what));
+            let mut d = Diagnostic::new(
+                &key.loc,
+                format!("unknown key `{}` in {}", key.name, self.what),
+            );
             if let Some(m) = did_you_mean(&key.name, known.iter().copied()) {
                 d = d.label(format!("did you mean `{m}`?"));
             } else if let Some(hint) = elsewhere(&key.name) {
@@ -307,8 +386,13 @@ impl<'a, 'd> TableReader<'a, 'd> {
             } else {
                 d = d.label("unknown key");
             }
-            let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-            self.diags.push(d.note(format!("keys allowed here: {list}")));
+            let list = known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.diags
+                .push(d.note(format!("keys allowed here: {list}")));
         }
     }
 
@@ -323,7 +407,13 @@ mod tests {
 
     #[test]
     fn pci_addresses() {
-        assert_eq!(PciAddr::parse("1f.2"), Ok(PciAddr { slot: 0x1f, func: 2 }));
+        assert_eq!(
+            PciAddr::parse("1f.2"),
+            Ok(PciAddr {
+                slot: 0x1f,
+                func: 2
+            })
+        );
         assert_eq!(PciAddr::parse("3"), Ok(PciAddr { slot: 3, func: 0 }));
         assert!(PciAddr::parse("20.0").is_err());
         assert!(PciAddr::parse("03.8").is_err());

@@ -37,64 +37,205 @@ pub struct Field {
 }
 
 const fn f(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
-    Field { key, ty, default, doc }
+    Field {
+        key,
+        ty,
+        default,
+        doc,
+    }
 }
 
 pub const BOARDS: &[&str] = &["pc", "q35", "microvm"];
 
 pub const TOP: &[Field] = &[
-    f("extends", Ty::Path, "", "Another machine file this one builds on (see \"Extending a machine\")."),
-    f("machine", Ty::Tables(MACHINE), "", "The board, memory and CPUs."),
+    f(
+        "extends",
+        Ty::Path,
+        "",
+        "Another machine file this one builds on (see \"Extending a machine\").",
+    ),
+    f(
+        "machine",
+        Ty::Tables(MACHINE),
+        "",
+        "The board, memory and CPUs.",
+    ),
     f("boot", Ty::Tables(BOOT), "", "What the machine boots."),
-    f("bus", Ty::Tables(BUS), "", "Extra buses: PCI-PCI bridges and PCIe root ports."),
+    f(
+        "bus",
+        Ty::Tables(BUS),
+        "",
+        "Extra buses: PCI-PCI bridges and PCIe root ports.",
+    ),
     f("device", Ty::Tables(DEVICE_COMMON), "", "Devices."),
 ];
 
 pub const MACHINE: &[Field] = &[
-    f("name", Ty::Str, "the file name without .toml", "Name of the machine (also seeds derived MAC addresses)."),
-    f("board", Ty::Choice(BOARDS), "\"pc\"", "pc (i440FX + PIIX), q35 (Q35 + ICH9, PCIe) or microvm (no PCI, virtio-mmio)."),
-    f("memory", Ty::Size, "\"512MiB\"", "Guest RAM, with a unit: \"512MiB\", \"4GiB\"."),
-    f("cpus", Ty::Int(1, 1024), "1, or sockets × cores × threads", "Number of vCPUs."),
+    f(
+        "name",
+        Ty::Str,
+        "the file name without .toml",
+        "Name of the machine (also seeds derived MAC addresses).",
+    ),
+    f(
+        "board",
+        Ty::Choice(BOARDS),
+        "\"pc\"",
+        "pc (i440FX + PIIX), q35 (Q35 + ICH9, PCIe) or microvm (no PCI, virtio-mmio).",
+    ),
+    f(
+        "memory",
+        Ty::Size,
+        "\"512MiB\"",
+        "Guest RAM, with a unit: \"512MiB\", \"4GiB\".",
+    ),
+    f(
+        "cpus",
+        Ty::Int(1, 1024),
+        "1, or sockets × cores × threads",
+        "Number of vCPUs.",
+    ),
     f("sockets", Ty::Int(1, 1024), "1", "CPU sockets."),
-    f("cores", Ty::Int(1, 1024), "cpus / (sockets × threads)", "Cores per socket."),
+    f(
+        "cores",
+        Ty::Int(1, 1024),
+        "cpus / (sockets × threads)",
+        "Cores per socket.",
+    ),
     f("threads", Ty::Int(1, 1024), "1", "Threads per core."),
-    f("defaults", Ty::Bool, "true", "Add the board's default devices (overridable by id)."),
+    f(
+        "defaults",
+        Ty::Bool,
+        "true",
+        "Add the board's default devices (overridable by id).",
+    ),
 ];
 
 pub const BOOT: &[Field] = &[
-    f("kernel", Ty::Artifact, "none (boots the built-in probe)", "Linux kernel: bzImage, ELF vmlinux or PVH ELF."),
-    f("initrd", Ty::Artifact, "none", "Initial ramdisk (needs kernel)."),
-    f("cmdline", Ty::Str, "\"\"", "Kernel command line (needs kernel)."),
-    f("firmware", Ty::Artifact, "none", "A BIOS image (SeaBIOS bios.bin), mapped below 4 GiB."),
+    f(
+        "kernel",
+        Ty::Artifact,
+        "none (boots the built-in probe)",
+        "Linux kernel: bzImage, ELF vmlinux or PVH ELF.",
+    ),
+    f(
+        "initrd",
+        Ty::Artifact,
+        "none",
+        "Initial ramdisk (needs kernel).",
+    ),
+    f(
+        "cmdline",
+        Ty::Str,
+        "\"\"",
+        "Kernel command line (needs kernel).",
+    ),
+    f(
+        "firmware",
+        Ty::Artifact,
+        "none",
+        "A BIOS image (SeaBIOS bios.bin), mapped below 4 GiB.",
+    ),
 ];
 
 pub const ARTIFACT: &[Field] = &[
-    f("path", Ty::Path, "", "The file, relative to the machine file."),
-    f("sha256", Ty::Str, "none", "Expected SHA-256 (64 hex digits); a mismatch is an error."),
+    f(
+        "path",
+        Ty::Path,
+        "",
+        "The file, relative to the machine file.",
+    ),
+    f(
+        "sha256",
+        Ty::Str,
+        "none",
+        "Expected SHA-256 (64 hex digits); a mismatch is an error.",
+    ),
 ];
 
 pub const BUS_KINDS: &[&str] = &["pci-bridge", "pcie-root-port"];
 
 pub const BUS: &[Field] = &[
-    f("id", Ty::Str, "", "Name devices and other buses use to sit on this bus."),
-    f("kind", Ty::Choice(BUS_KINDS), "", "pci-bridge (pc, q35) or pcie-root-port (q35, on pcie.0)."),
-    f("parent", Ty::Str, "the board's root PCI bus", "The bus this bridge sits on."),
-    f("addr", Ty::PciAddr, "first free slot", "Slot.function on the parent bus."),
+    f(
+        "id",
+        Ty::Str,
+        "",
+        "Name devices and other buses use to sit on this bus.",
+    ),
+    f(
+        "kind",
+        Ty::Choice(BUS_KINDS),
+        "",
+        "pci-bridge (pc, q35) or pcie-root-port (q35, on pcie.0).",
+    ),
+    f(
+        "parent",
+        Ty::Str,
+        "the board's root PCI bus",
+        "The bus this bridge sits on.",
+    ),
+    f(
+        "addr",
+        Ty::PciAddr,
+        "first free slot",
+        "Slot.function on the parent bus.",
+    ),
 ];
 
 pub const DEVICE_KINDS: &[&str] = &[
-    "serial", "rtc", "i8042", "debugcon", "pm", "fw_cfg", "vga", "nic", "disk", "pit", "pic", "ioapic",
+    "serial", "rtc", "i8042", "debugcon", "pm", "fw_cfg", "vga", "nic", "disk", "pit", "pic",
+    "ioapic",
 ];
 
 pub const DEVICE_COMMON: &[Field] = &[
-    f("id", Ty::Str, "", "Unique name; a device with the id of an inherited or default device overrides it."),
-    f("kind", Ty::Choice(DEVICE_KINDS), "", "What the device is (may be left out when overriding)."),
-    f("enabled", Ty::Bool, "true", "false removes an inherited or default device."),
-    f("bus", Ty::Str, "by kind: isa, the root PCI bus, or sysbus", "The bus the device sits on."),
-    f("addr", Ty::PciAddr, "first free slot", "PCI slot.function (PCI devices)."),
-    f("io", Ty::Int(0, 0xffff), "by kind (COM1 0x3f8, ...)", "Base I/O port (ISA devices)."),
-    f("irq", Ty::Int(0, 23), "by kind (COM1 4, ...)", "ISA IRQ / GSI (ISA and virtio-mmio devices)."),
-    f("mmio", Ty::Int(0, i64::MAX), "next virtio-mmio slot", "MMIO base (virtio-mmio devices on microvm)."),
+    f(
+        "id",
+        Ty::Str,
+        "",
+        "Unique name; a device with the id of an inherited or default device overrides it.",
+    ),
+    f(
+        "kind",
+        Ty::Choice(DEVICE_KINDS),
+        "",
+        "What the device is (may be left out when overriding).",
+    ),
+    f(
+        "enabled",
+        Ty::Bool,
+        "true",
+        "false removes an inherited or default device.",
+    ),
+    f(
+        "bus",
+        Ty::Str,
+        "by kind: isa, the root PCI bus, or sysbus",
+        "The bus the device sits on.",
+    ),
+    f(
+        "addr",
+        Ty::PciAddr,
+        "first free slot",
+        "PCI slot.function (PCI devices).",
+    ),
+    f(
+        "io",
+        Ty::Int(0, 0xffff),
+        "by kind (COM1 0x3f8, ...)",
+        "Base I/O port (ISA devices).",
+    ),
+    f(
+        "irq",
+        Ty::Int(0, 23),
+        "by kind (COM1 4, ...)",
+        "ISA IRQ / GSI (ISA and virtio-mmio devices).",
+    ),
+    f(
+        "mmio",
+        Ty::Int(0, i64::MAX),
+        "next virtio-mmio slot",
+        "MMIO base (virtio-mmio devices on microvm).",
+    ),
 ];
 
 pub const SERIAL_BACKENDS: &[&str] = &["stdio", "file", "socket", "pty", "null"];
@@ -103,32 +244,97 @@ pub const NIC_MODELS: &[&str] = &["virtio-net", "e1000"];
 pub const NIC_BACKENDS: &[&str] = &["none", "tap", "switch"];
 
 pub const SERIAL: &[Field] = &[
-    f("backend", Ty::Choice(SERIAL_BACKENDS), "\"stdio\" for com1, else \"null\"", "Where the port's bytes go."),
-    f("path", Ty::Path, "", "File (backend file) or unix socket (backend socket)."),
-    f("log", Ty::Path, "none", "Also copy the output to this file."),
+    f(
+        "backend",
+        Ty::Choice(SERIAL_BACKENDS),
+        "\"stdio\" for com1, else \"null\"",
+        "Where the port's bytes go.",
+    ),
+    f(
+        "path",
+        Ty::Path,
+        "",
+        "File (backend file) or unix socket (backend socket).",
+    ),
+    f(
+        "log",
+        Ty::Path,
+        "none",
+        "Also copy the output to this file.",
+    ),
 ];
-pub const RTC: &[Field] = &[f("clock", Ty::Choice(&["utc", "localtime"]), "\"utc\"", "What the RTC's time is.")];
+pub const RTC: &[Field] = &[f(
+    "clock",
+    Ty::Choice(&["utc", "localtime"]),
+    "\"utc\"",
+    "What the RTC's time is.",
+)];
 pub const DEBUGCON: &[Field] = &[
-    f("backend", Ty::Choice(DEBUGCON_BACKENDS), "\"stderr\"", "Where the bytes written to the port go."),
+    f(
+        "backend",
+        Ty::Choice(DEBUGCON_BACKENDS),
+        "\"stderr\"",
+        "Where the bytes written to the port go.",
+    ),
     f("path", Ty::Path, "", "File (backend file)."),
 ];
 pub const FW_CFG_FILE: &[Field] = &[
-    f("name", Ty::Str, "", "fw_cfg file name, e.g. \"opt/org.example/config\" (at most 55 bytes)."),
+    f(
+        "name",
+        Ty::Str,
+        "",
+        "fw_cfg file name, e.g. \"opt/org.example/config\" (at most 55 bytes).",
+    ),
     f("path", Ty::Path, "", "Host file with the contents."),
     f("string", Ty::Str, "", "Inline contents (instead of path)."),
 ];
-pub const FW_CFG: &[Field] = &[f("files", Ty::Tables(FW_CFG_FILE), "[]", "Extra named files for the firmware.")];
-pub const VGA: &[Field] = &[f("vram", Ty::Size, "\"16MiB\"", "Video memory (power of two, 1-256 MiB).")];
+pub const FW_CFG: &[Field] = &[f(
+    "files",
+    Ty::Tables(FW_CFG_FILE),
+    "[]",
+    "Extra named files for the firmware.",
+)];
+pub const VGA: &[Field] = &[f(
+    "vram",
+    Ty::Size,
+    "\"16MiB\"",
+    "Video memory (power of two, 1-256 MiB).",
+)];
 pub const NIC: &[Field] = &[
-    f("model", Ty::Choice(NIC_MODELS), "\"virtio-net\"", "Network card model."),
-    f("mac", Ty::Mac, "derived from machine name + id", "MAC address."),
-    f("backend", Ty::Choice(NIC_BACKENDS), "\"none\"", "Where frames go."),
+    f(
+        "model",
+        Ty::Choice(NIC_MODELS),
+        "\"virtio-net\"",
+        "Network card model.",
+    ),
+    f(
+        "mac",
+        Ty::Mac,
+        "derived from machine name + id",
+        "MAC address.",
+    ),
+    f(
+        "backend",
+        Ty::Choice(NIC_BACKENDS),
+        "\"none\"",
+        "Where frames go.",
+    ),
     f("tap", Ty::Str, "", "TAP interface name (backend tap)."),
-    f("switch", Ty::Path, "", "Lab switch socket (backend switch)."),
+    f(
+        "switch",
+        Ty::Path,
+        "",
+        "Lab switch socket (backend switch).",
+    ),
 ];
 pub const DISK: &[Field] = &[
     f("path", Ty::Path, "", "Disk image."),
-    f("readonly", Ty::Bool, "false", "Open read-only; guest writes fail."),
+    f(
+        "readonly",
+        Ty::Bool,
+        "false",
+        "Open read-only; guest writes fail.",
+    ),
     f("format", Ty::Choice(&["raw"]), "\"raw\"", "Image format."),
 ];
 
@@ -189,7 +395,10 @@ fn field_schema(fl: &Field) -> Json {
 }
 
 fn object(fields: &[Field], required: &[&str]) -> Json {
-    let props: Map<String, Json> = fields.iter().map(|fl| (fl.key.to_string(), field_schema(fl))).collect();
+    let props: Map<String, Json> = fields
+        .iter()
+        .map(|fl| (fl.key.to_string(), field_schema(fl)))
+        .collect();
     json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
 }
 
@@ -239,6 +448,9 @@ mod tests {
                 assert!(props.get(fl.key).is_some(), "{k}.{}", fl.key);
             }
         }
-        assert_eq!(s["properties"]["machine"]["properties"]["board"]["enum"], json!(BOARDS));
+        assert_eq!(
+            s["properties"]["machine"]["properties"]["board"]["enum"],
+            json!(BOARDS)
+        );
     }
 }

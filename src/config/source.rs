@@ -41,7 +41,11 @@ pub struct Sources {
 
 impl Sources {
     pub fn add(&mut self, name: impl Into<String>, path: Option<PathBuf>, text: String) -> SrcId {
-        self.files.push(Source { name: name.into(), path, text });
+        self.files.push(Source {
+            name: name.into(),
+            path,
+            text,
+        });
         SrcId(self.files.len() as u32 - 1)
     }
 
@@ -109,7 +113,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(loc: &Loc, message: impl Into<String>) -> Self {
-        Self { message: message.into(), loc: loc.clone(), label: String::new(), notes: Vec::new() }
+        Self {
+            message: message.into(),
+            loc: loc.clone(),
+            label: String::new(),
+            notes: Vec::new(),
+        }
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Self {
@@ -118,12 +127,18 @@ impl Diagnostic {
     }
 
     pub fn note(mut self, message: impl Into<String>) -> Self {
-        self.notes.push(Note { message: message.into(), loc: None });
+        self.notes.push(Note {
+            message: message.into(),
+            loc: None,
+        });
         self
     }
 
     pub fn note_at(mut self, loc: &Loc, message: impl Into<String>) -> Self {
-        self.notes.push(Note { message: message.into(), loc: Some(loc.clone()) });
+        self.notes.push(Note {
+            message: message.into(),
+            loc: Some(loc.clone()),
+        });
         self
     }
 
@@ -159,13 +174,24 @@ fn snippet(out: &mut String, sources: &Sources, loc: &Loc, label: &str) {
     let end = floor_char(&src.text, loc.span.end.clamp(start, src.text.len()));
     let spanned = src.text[start..end].split('\n').next().unwrap_or("");
     let width = spanned.chars().count().max(1);
-    let pad: String = text.chars().take(col - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-    let label = if label.is_empty() { String::new() } else { format!(" {label}") };
+    let pad: String = text
+        .chars()
+        .take(col - 1)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let label = if label.is_empty() {
+        String::new()
+    } else {
+        format!(" {label}")
+    };
     let _ = writeln!(out, "{gutter} | {pad}{}{label}", "^".repeat(width));
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_l = word.to_ascii_lowercase();
     candidates
         .into_iter()
@@ -189,7 +215,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -217,8 +245,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("memroy", ["name", "memory", "cpus"]), Some("memory"));
-        assert_eq!(did_you_mean("cpu", ["name", "memory", "cpus"]), Some("cpus"));
+        assert_eq!(
+            did_you_mean("memroy", ["name", "memory", "cpus"]),
+            Some("memory")
+        );
+        assert_eq!(
+            did_you_mean("cpu", ["name", "memory", "cpus"]),
+            Some("cpus")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["name", "memory"]), None);
         assert_eq!(did_you_mean("q53", ["pc", "q35", "microvm"]), Some("q35"));
     }

@@ -39,10 +39,10 @@ pub struct NoIrq;
 impl IrqLine for NoIrq {
     fn set_level(&self, _high: bool) {}
 }
-pub mod serial;
-pub mod pm;
+pub mod cmos;
 pub mod debugcon;
+pub mod i8042;
+pub mod pm;
 pub mod post;
 pub mod reset;
-pub mod i8042;
-pub mod cmos;
+pub mod serial;

@@ -27,18 +27,43 @@ pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
     let memory = m.memory.value;
     if memory < board.min_memory {
         diags.push(
-            Diagnostic::new(&m.memory.loc, format!("memory {} is too small for board {}", format_size(memory), board.name))
-                .label(format!("at least {}", format_size(board.min_memory))),
+            Diagnostic::new(
+                &m.memory.loc,
+                format!(
+                    "memory {} is too small for board {}",
+                    format_size(memory),
+                    board.name
+                ),
+            )
+            .label(format!("at least {}", format_size(board.min_memory))),
         );
     } else if memory % 4096 != 0 {
-        diags.push(Diagnostic::new(&m.memory.loc, "memory must be a whole number of 4 KiB pages").label("not page-aligned"));
+        diags.push(
+            Diagnostic::new(
+                &m.memory.loc,
+                "memory must be a whole number of 4 KiB pages",
+            )
+            .label("not page-aligned"),
+        );
     }
     let (below, above) = board.ram_split(memory);
     if above > 0 && HIGH_RAM_START.saturating_add(above) > ADDRESS_SPACE_END {
         diags.push(
-            Diagnostic::new(&m.memory.loc, format!("memory {} does not fit in the guest address space", format_size(memory)))
-                .label(format!("RAM above 4 GiB would end at {:#x}", HIGH_RAM_START.saturating_add(above)))
-                .note(format!("vmrun places RAM below {:#x} (40-bit guest physical addresses)", ADDRESS_SPACE_END)),
+            Diagnostic::new(
+                &m.memory.loc,
+                format!(
+                    "memory {} does not fit in the guest address space",
+                    format_size(memory)
+                ),
+            )
+            .label(format!(
+                "RAM above 4 GiB would end at {:#x}",
+                HIGH_RAM_START.saturating_add(above)
+            ))
+            .note(format!(
+                "vmrun places RAM below {:#x} (40-bit guest physical addresses)",
+                ADDRESS_SPACE_END
+            )),
         );
     }
 
@@ -76,16 +101,34 @@ fn check_cpus(m: &Machine, diags: &mut Vec<Diagnostic>) -> CpuTopology {
         (None, Some(n)) => {
             let loc = m.cpus.as_ref().map_or(&m.anchor, |c| &c.loc);
             diags.push(
-                Diagnostic::new(loc, format!("cpus = {n} can't be split into {sockets} socket(s) × {threads} thread(s)"))
-                    .label("not a multiple of sockets × threads"),
+                Diagnostic::new(
+                    loc,
+                    format!(
+                        "cpus = {n} can't be split into {sockets} socket(s) × {threads} thread(s)"
+                    ),
+                )
+                .label("not a multiple of sockets × threads"),
             );
-            return CpuTopology { sockets: 1, cores: 1, threads: 1 };
+            return CpuTopology {
+                sockets: 1,
+                cores: 1,
+                threads: 1,
+            };
         }
         (None, None) => 1,
     };
-    let topo = CpuTopology { sockets, cores, threads };
+    let topo = CpuTopology {
+        sockets,
+        cores,
+        threads,
+    };
     let product = sockets as u64 * cores as u64 * threads as u64;
-    let anchor = m.cpus.as_ref().or(m.sockets.as_ref()).or(m.cores.as_ref()).or(m.threads.as_ref());
+    let anchor = m
+        .cpus
+        .as_ref()
+        .or(m.sockets.as_ref())
+        .or(m.cores.as_ref())
+        .or(m.threads.as_ref());
     let loc = anchor.map_or(&m.anchor, |s| &s.loc);
     if let Some(n) = cpus {
         if product != n as u64 {
@@ -93,22 +136,36 @@ fn check_cpus(m: &Machine, diags: &mut Vec<Diagnostic>) -> CpuTopology {
                 Diagnostic::new(loc, format!("sockets × cores × threads = {sockets} × {cores} × {threads} = {product}, but cpus = {n}"))
                     .label("the CPU topology does not add up"),
             );
-            return CpuTopology { sockets: 1, cores: 1, threads: 1 };
+            return CpuTopology {
+                sockets: 1,
+                cores: 1,
+                threads: 1,
+            };
         }
     }
     if product > board.max_cpus as u64 {
         diags.push(
-            Diagnostic::new(loc, format!("{product} CPUs are too many for board {}", board.name))
-                .label(format!("at most {}", board.max_cpus)),
+            Diagnostic::new(
+                loc,
+                format!("{product} CPUs are too many for board {}", board.name),
+            )
+            .label(format!("at most {}", board.max_cpus)),
         );
-        return CpuTopology { sockets: 1, cores: 1, threads: 1 };
+        return CpuTopology {
+            sockets: 1,
+            cores: 1,
+            threads: 1,
+        };
     }
     let last_apic = topo.apic_id(topo.count() - 1);
     if last_apic >= 255 {
         diags.push(
-            Diagnostic::new(loc, format!("this CPU topology needs APIC IDs up to {last_apic}"))
-                .label("xAPIC IDs end at 254")
-                .note("APIC IDs pack socket, core and thread numbers in power-of-two fields"),
+            Diagnostic::new(
+                loc,
+                format!("this CPU topology needs APIC IDs up to {last_apic}"),
+            )
+            .label("xAPIC IDs end at 254")
+            .note("APIC IDs pack socket, core and thread numbers in power-of-two fields"),
         );
     }
     topo
@@ -118,40 +175,91 @@ fn check_boot(m: &Machine, diags: &mut Vec<Diagnostic>) -> BootSpec {
     let b = &m.boot;
     let kernel = b.kernel.as_ref().and_then(|a| artifact(a, "kernel", diags));
     let initrd = b.initrd.as_ref().and_then(|a| artifact(a, "initrd", diags));
-    let firmware = b.firmware.as_ref().and_then(|a| artifact(a, "firmware", diags));
+    let firmware = b
+        .firmware
+        .as_ref()
+        .and_then(|a| artifact(a, "firmware", diags));
     if b.kernel.is_none() {
         if let Some(i) = &b.initrd {
-            diags.push(Diagnostic::new(&i.path.loc, "an initrd needs a kernel").label("no `kernel` in [boot]"));
+            diags.push(
+                Diagnostic::new(&i.path.loc, "an initrd needs a kernel")
+                    .label("no `kernel` in [boot]"),
+            );
         }
         if let Some(c) = &b.cmdline {
-            diags.push(Diagnostic::new(&c.loc, "a command line needs a kernel").label("no `kernel` in [boot]"));
+            diags.push(
+                Diagnostic::new(&c.loc, "a command line needs a kernel")
+                    .label("no `kernel` in [boot]"),
+            );
         }
     }
-    let cmdline = b.cmdline.as_ref().map(|c| c.value.clone()).unwrap_or_default();
+    let cmdline = b
+        .cmdline
+        .as_ref()
+        .map(|c| c.value.clone())
+        .unwrap_or_default();
     if let Some(c) = &b.cmdline {
         if c.value.len() >= MAX_CMDLINE {
             diags.push(
-                Diagnostic::new(&c.loc, format!("the kernel command line is {} bytes long", c.value.len()))
-                    .label(format!("at most {} bytes", MAX_CMDLINE - 1)),
+                Diagnostic::new(
+                    &c.loc,
+                    format!("the kernel command line is {} bytes long", c.value.len()),
+                )
+                .label(format!("at most {} bytes", MAX_CMDLINE - 1)),
             );
         }
         if c.value.contains('\0') {
-            diags.push(Diagnostic::new(&c.loc, "the kernel command line contains a NUL byte").label("NUL"));
+            diags.push(
+                Diagnostic::new(&c.loc, "the kernel command line contains a NUL byte").label("NUL"),
+            );
         }
+    }
+    if let (Some(k), Some(a)) = (&kernel, &b.kernel) {
+        check_kernel_format(&k.path, a, diags);
     }
     if let (Some(fw), Some(a)) = (&firmware, &b.firmware) {
         check_firmware_size(&fw.path, a, diags);
     }
-    BootSpec { kernel, initrd, cmdline, firmware }
+    BootSpec {
+        kernel,
+        initrd,
+        cmdline,
+        firmware,
+    }
+}
+
+/// The kernel must be a bzImage, an ELF vmlinux or a PVH ELF that the boot code
+/// accepts; finding out here keeps the build stage from failing on the user's file.
+fn check_kernel_format(path: &Path, a: &Artifact, diags: &mut Vec<Diagnostic>) {
+    use crate::boot::{bzimage, elf};
+    let Ok(image) = std::fs::read(path) else { return };
+    let problem = if bzimage::is_bzimage(&image) {
+        bzimage::parse_header(&image).err().map(|e| format!("bad bzImage: {e}"))
+    } else if elf::is_elf(&image) {
+        elf::parse(&image).err().map(|e| format!("bad ELF kernel: {e}"))
+    } else {
+        Some("not a bzImage (no HdrS setup header at 0x202) and not an ELF (no \\x7fELF magic)".to_string())
+    };
+    if let Some(p) = problem {
+        diags.push(
+            Diagnostic::new(&a.path.loc, format!("kernel {} can't be booted: {p}", path.display()))
+                .label("expected a bzImage, an ELF vmlinux or a PVH ELF"),
+        );
+    }
 }
 
 fn check_firmware_size(path: &Path, a: &Artifact, diags: &mut Vec<Diagnostic>) {
-    let Ok(meta) = std::fs::metadata(path) else { return };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
     let size = meta.len();
     if size == 0 || size > MAX_FIRMWARE || size % 4096 != 0 {
         diags.push(
-            Diagnostic::new(&a.path.loc, format!("firmware image {} is {size} bytes", path.display()))
-                .label("must be a non-empty whole number of 4 KiB pages, at most 16 MiB"),
+            Diagnostic::new(
+                &a.path.loc,
+                format!("firmware image {} is {size} bytes", path.display()),
+            )
+            .label("must be a non-empty whole number of 4 KiB pages, at most 16 MiB"),
         );
     }
 }
@@ -164,32 +272,61 @@ fn artifact(a: &Artifact, what: &str, diags: &mut Vec<Diagnostic>) -> Option<Art
             Ok(got) if got.eq_ignore_ascii_case(&want.value) => {}
             Ok(got) => {
                 diags.push(
-                    Diagnostic::new(&want.loc, format!("{what} {} does not match its sha256", path.display()))
-                        .label("expected this digest")
-                        .note(format!("the file's sha256 is {got}")),
+                    Diagnostic::new(
+                        &want.loc,
+                        format!("{what} {} does not match its sha256", path.display()),
+                    )
+                    .label("expected this digest")
+                    .note(format!("the file's sha256 is {got}")),
                 );
                 return None;
             }
             Err(e) => {
-                diags.push(Diagnostic::new(&a.path.loc, format!("cannot read {what} {}: {e}", path.display())).label("unreadable"));
+                diags.push(
+                    Diagnostic::new(
+                        &a.path.loc,
+                        format!("cannot read {what} {}: {e}", path.display()),
+                    )
+                    .label("unreadable"),
+                );
                 return None;
             }
         }
     }
-    Some(ArtifactSpec { path, sha256: a.sha256.as_ref().map(|h| h.value.to_ascii_lowercase()) })
+    Some(ArtifactSpec {
+        path,
+        sha256: a.sha256.as_ref().map(|h| h.value.to_ascii_lowercase()),
+    })
 }
 
 /// The absolute path of a file that must exist.
-pub(super) fn existing_file(p: &Sp<std::path::PathBuf>, what: &str, diags: &mut Vec<Diagnostic>) -> Option<std::path::PathBuf> {
+pub(super) fn existing_file(
+    p: &Sp<std::path::PathBuf>,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<std::path::PathBuf> {
     match std::fs::metadata(&p.value) {
         Ok(meta) if meta.is_dir() => {
-            diags.push(Diagnostic::new(&p.loc, format!("{what} {} is a directory", p.value.display())).label("not a file"));
+            diags.push(
+                Diagnostic::new(
+                    &p.loc,
+                    format!("{what} {} is a directory", p.value.display()),
+                )
+                .label("not a file"),
+            );
             None
         }
         Ok(_) => Some(std::fs::canonicalize(&p.value).unwrap_or_else(|_| p.value.clone())),
         Err(e) => {
-            let why = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
-            diags.push(Diagnostic::new(&p.loc, format!("{what} {} not found", p.value.display())).label(why));
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file".to_string()
+            } else {
+                e.to_string()
+            };
+            diags.push(
+                Diagnostic::new(&p.loc, format!("{what} {} not found", p.value.display()))
+                    .label(why),
+            );
             None
         }
     }

@@ -19,7 +19,9 @@ use crate::config::source::{did_you_mean, Diagnostic, Loc};
 /// COM1-COM4: base port and IRQ.
 const COM_PORTS: [(u16, u32); 4] = [(0x3f8, 4), (0x2f8, 3), (0x3e8, 4), (0x2e8, 3)];
 /// GSIs handed to virtio-mmio devices, in order, skipping any already taken.
-const VIRTIO_GSIS: [u32; 17] = [16, 17, 18, 19, 20, 21, 22, 23, 5, 6, 7, 9, 10, 11, 12, 14, 15];
+const VIRTIO_GSIS: [u32; 17] = [
+    16, 17, 18, 19, 20, 21, 22, 23, 5, 6, 7, 9, 10, 11, 12, 14, 15,
+];
 
 /// What sort of bus a kind of device plugs into.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -66,16 +68,32 @@ struct Plan<'a> {
 }
 
 fn owner(what: &str, loc: &Loc) -> Owner {
-    Owner { what: what.to_string(), loc: loc.clone(), share: None }
+    Owner {
+        what: what.to_string(),
+        loc: loc.clone(),
+        share: None,
+    }
 }
 
 fn loc_of<T>(v: &Option<Sp<T>>, fallback: &Loc) -> Loc {
-    v.as_ref().map_or_else(|| fallback.clone(), |s| s.loc.clone())
+    v.as_ref()
+        .map_or_else(|| fallback.clone(), |s| s.loc.clone())
 }
 
-pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String], ram: (u64, u64), diags: &mut Vec<Diagnostic>) -> Vec<DeviceSpec> {
+pub fn resolve(
+    m: &Machine,
+    board: &Board,
+    buses: &mut [Bus],
+    broken: &[String],
+    ram: (u64, u64),
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<DeviceSpec> {
     let board_loc = m.board.loc.clone();
-    let chipset = |what: &str| Owner { what: format!("the {} chipset's {what}", board.name), loc: board_loc.clone(), share: None };
+    let chipset = |what: &str| Owner {
+        what: format!("the {} chipset's {what}", board.name),
+        loc: board_loc.clone(),
+        share: None,
+    };
     let mut io = Claims::new("I/O ports");
     let mut mmio = Claims::new("MMIO");
     let mut gsis = Claims::new("GSI");
@@ -86,11 +104,20 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
     for &(base, len, what) in board.chipset_mmio {
         mmio.claim(base, len, chipset(what), diags);
     }
-    let ram_owner = Owner { what: "guest RAM".into(), loc: m.memory.loc.clone(), share: None };
+    let ram_owner = Owner {
+        what: "guest RAM".into(),
+        loc: m.memory.loc.clone(),
+        share: None,
+    };
     // RAM below 4 GiB has the legacy hole at 0xa0000-0xfffff: the VGA window, then
     // option ROMs and the BIOS.
     mmio.claim(0, ram.0.min(0xa0000), ram_owner.clone(), diags);
-    mmio.claim(0xc0000, 0x40000, chipset("legacy option ROM and BIOS area"), diags);
+    mmio.claim(
+        0xc0000,
+        0x40000,
+        chipset("legacy option ROM and BIOS area"),
+        diags,
+    );
     if ram.0 > 0x10_0000 {
         mmio.claim(0x10_0000, ram.0 - 0x10_0000, ram_owner.clone(), diags);
     }
@@ -99,21 +126,33 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
     }
     if let Some(root) = &board.pci {
         for (addr, what) in root.chipset {
-            pci.entry(root.id.into()).or_default().push((*addr, chipset(what)));
+            pci.entry(root.id.into())
+                .or_default()
+                .push((*addr, chipset(what)));
         }
     }
 
     // Which bus each device is on, and whether its keys make sense there.
-    let mut plans: Vec<Plan> = m.devices.iter().map(|d| plan_bus(d, board, buses, broken, diags)).collect();
+    let mut plans: Vec<Plan> = m
+        .devices
+        .iter()
+        .map(|d| plan_bus(d, board, buses, broken, diags))
+        .collect();
 
     // Explicit PCI addresses (bridges and devices), then automatic ones.
     let mut taken = |bus: &str, addr: PciAddr, who: Owner, diags: &mut Vec<Diagnostic>| -> bool {
         let list = pci.entry(bus.to_string()).or_default();
         if let Some((_, other)) = list.iter().find(|(a, _)| *a == addr) {
             diags.push(
-                Diagnostic::new(&who.loc, format!("PCI address {addr} on bus `{bus}` of {} is taken by {}", who.what, other.what))
-                    .label("conflict")
-                    .note_at(&other.loc, format!("{} is here", other.what)),
+                Diagnostic::new(
+                    &who.loc,
+                    format!(
+                        "PCI address {addr} on bus `{bus}` of {} is taken by {}",
+                        who.what, other.what
+                    ),
+                )
+                .label("conflict")
+                .note_at(&other.loc, format!("{} is here", other.what)),
             );
             return false;
         }
@@ -123,33 +162,60 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
     for b in buses.iter_mut() {
         let Some(cfg) = &b.cfg else { continue };
         if let (Some(a), Some(parent)) = (&cfg.addr, &b.spec.parent) {
-            if taken(parent, a.value, owner(&format!("bus `{}`", b.spec.id), &a.loc), diags) {
+            if taken(
+                parent,
+                a.value,
+                owner(&format!("bus `{}`", b.spec.id), &a.loc),
+                diags,
+            ) {
                 b.spec.addr = Some(a.value);
             }
         }
     }
     for p in plans.iter_mut() {
-        if let (Some(a), Some(bus), Some(BusKind::PciRoot | BusKind::PcieRoot | BusKind::PciBridge | BusKind::PcieRootPort)) =
-            (&p.cfg.addr, &p.bus, p.bus_kind)
+        if let (
+            Some(a),
+            Some(bus),
+            Some(BusKind::PciRoot | BusKind::PcieRoot | BusKind::PciBridge | BusKind::PcieRootPort),
+        ) = (&p.cfg.addr, &p.bus, p.bus_kind)
         {
             if taken(bus, a.value, owner(&p.what, &a.loc), diags) {
                 p.pci = Some((bus.clone(), a.value));
             }
         }
     }
-    let first_slot = |bus: &str| board.pci.as_ref().filter(|r| r.id == bus).map_or(0, |r| r.first_auto_slot);
+    let first_slot = |bus: &str| {
+        board
+            .pci
+            .as_ref()
+            .filter(|r| r.id == bus)
+            .map_or(0, |r| r.first_auto_slot)
+    };
     let pci_snapshot = |pci: &BTreeMap<String, Vec<(PciAddr, Owner)>>, bus: &str| -> Vec<u8> {
-        pci.get(bus).map(|l| l.iter().map(|(a, _)| a.slot).collect()).unwrap_or_default()
+        pci.get(bus)
+            .map(|l| l.iter().map(|(a, _)| a.slot).collect())
+            .unwrap_or_default()
     };
     for i in 0..buses.len() {
-        let (Some(cfg), Some(parent)) = (&buses[i].cfg, buses[i].spec.parent.clone()) else { continue };
+        let (Some(cfg), Some(parent)) = (&buses[i].cfg, buses[i].spec.parent.clone()) else {
+            continue;
+        };
         if cfg.addr.is_some() {
             continue;
         }
         let used = pci_snapshot(&pci, &parent);
         let slot = (first_slot(&parent)..32).find(|s| !used.contains(s));
         let Some(slot) = slot else {
-            diags.push(Diagnostic::new(&cfg.loc, format!("bus `{parent}` has no free slot for bus `{}`", buses[i].spec.id)).label("bus full"));
+            diags.push(
+                Diagnostic::new(
+                    &cfg.loc,
+                    format!(
+                        "bus `{parent}` has no free slot for bus `{}`",
+                        buses[i].spec.id
+                    ),
+                )
+                .label("bus full"),
+            );
             continue;
         };
         let a = PciAddr { slot, func: 0 };
@@ -158,27 +224,39 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
         buses[i].spec.addr = Some(a);
     }
     for p in plans.iter_mut() {
-        let (Some(bus), Some(kind)) = (&p.bus, p.bus_kind) else { continue };
+        let (Some(bus), Some(kind)) = (&p.bus, p.bus_kind) else {
+            continue;
+        };
         if !kind.is_pci() || p.cfg.addr.is_some() {
             continue;
         }
         let used = pci_snapshot(&pci, bus);
         let max = if kind == BusKind::PcieRootPort { 1 } else { 32 };
         let Some(slot) = (first_slot(bus)..max).find(|s| !used.contains(s)) else {
-            let mut d = Diagnostic::new(&p.cfg.loc, format!("bus `{bus}` has no free slot for {}", p.what)).label("bus full");
+            let mut d = Diagnostic::new(
+                &p.cfg.loc,
+                format!("bus `{bus}` has no free slot for {}", p.what),
+            )
+            .label("bus full");
             if kind == BusKind::PcieRootPort {
-                d = d.note("a PCIe root port has a single slot (00); give each device its own root port");
+                d = d.note(
+                    "a PCIe root port has a single slot (00); give each device its own root port",
+                );
             }
             diags.push(d);
             continue;
         };
         let a = PciAddr { slot, func: 0 };
-        pci.entry(bus.clone()).or_default().push((a, owner(&p.what, &p.cfg.loc)));
+        pci.entry(bus.clone())
+            .or_default()
+            .push((a, owner(&p.what, &p.cfg.loc)));
         p.pci = Some((bus.clone(), a));
     }
     // Root ports have one slot; functions other than 0 need function 0.
     for (bus, list) in &pci {
-        let root_port = buses.iter().any(|b| &b.spec.id == bus && b.spec.kind == BusKind::PcieRootPort);
+        let root_port = buses
+            .iter()
+            .any(|b| &b.spec.id == bus && b.spec.kind == BusKind::PcieRootPort);
         for (a, who) in list {
             if root_port && a.slot != 0 {
                 diags.push(
@@ -197,15 +275,28 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
     topology::number_buses(buses, &m.anchor, diags);
 
     // ISA ports and IRQs: explicit ones first, then the defaults.
-    let pm_len = if board.kind == crate::board::BoardKind::Q35 { 0x80 } else { 0x40 };
-    for p in plans.iter_mut().filter(|p| p.bus_kind == Some(BusKind::Isa)) {
+    let pm_len = if board.kind == crate::board::BoardKind::Q35 {
+        0x80
+    } else {
+        0x40
+    };
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.bus_kind == Some(BusKind::Isa))
+    {
         let kind = p.cfg.kind.value.as_str();
         let (fixed_base, _, fixed_irq, fixed) = isa_layout(kind, pm_len);
         if let Some(v) = &p.cfg.io {
             if fixed && Some(v.value as u16) != fixed_base {
                 diags.push(
-                    Diagnostic::new(&v.loc, format!("the I/O ports of a {kind} are fixed at {:#x}", fixed_base.unwrap_or(0)))
-                        .label("can't be moved"),
+                    Diagnostic::new(
+                        &v.loc,
+                        format!(
+                            "the I/O ports of a {kind} are fixed at {:#x}",
+                            fixed_base.unwrap_or(0)
+                        ),
+                    )
+                    .label("can't be moved"),
                 );
             } else {
                 p.io = Some(v.value as u16);
@@ -223,8 +314,15 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
             }
         }
     }
-    let mut com_used: Vec<u16> = plans.iter().filter(|p| p.cfg.kind.value == "serial").filter_map(|p| p.io).collect();
-    for p in plans.iter_mut().filter(|p| p.bus_kind == Some(BusKind::Isa)) {
+    let mut com_used: Vec<u16> = plans
+        .iter()
+        .filter(|p| p.cfg.kind.value == "serial")
+        .filter_map(|p| p.io)
+        .collect();
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.bus_kind == Some(BusKind::Isa))
+    {
         let kind = p.cfg.kind.value.as_str();
         let (base, _, irq, _) = isa_layout(kind, pm_len);
         if kind == "serial" {
@@ -236,14 +334,27 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
                         p.irq = p.irq.or(Some(i));
                     }
                     None => diags.push(
-                        Diagnostic::new(&p.cfg.loc, format!("{} needs an `io` port: COM1-COM4 are all taken", p.what)).label("add `io = 0x...`"),
+                        Diagnostic::new(
+                            &p.cfg.loc,
+                            format!("{} needs an `io` port: COM1-COM4 are all taken", p.what),
+                        )
+                        .label("add `io = 0x...`"),
                     ),
                 }
             } else if p.irq.is_none() {
-                p.irq = COM_PORTS.iter().find(|(b, _)| Some(*b) == p.io).map(|(_, i)| *i);
+                p.irq = COM_PORTS
+                    .iter()
+                    .find(|(b, _)| Some(*b) == p.io)
+                    .map(|(_, i)| *i);
                 if p.irq.is_none() {
                     let loc = loc_of(&p.cfg.io, &p.cfg.loc);
-                    diags.push(Diagnostic::new(&loc, format!("{} is not at a COM port, so it needs an `irq`", p.what)).label("add `irq = N`"));
+                    diags.push(
+                        Diagnostic::new(
+                            &loc,
+                            format!("{} is not at a COM port, so it needs an `irq`", p.what),
+                        )
+                        .label("add `irq = N`"),
+                    );
                 }
             }
         } else {
@@ -251,7 +362,8 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
             p.irq = p.irq.or(irq);
         }
     }
-    let mut specs_extra: Vec<(Vec<(u16, u16)>, Option<(u64, u64)>)> = Vec::with_capacity(plans.len());
+    let mut specs_extra: Vec<(Vec<(u16, u16)>, Option<(u64, u64)>)> =
+        Vec::with_capacity(plans.len());
     for p in &plans {
         let kind = p.cfg.kind.value.as_str();
         let mut ranges = Vec::new();
@@ -261,7 +373,13 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
             for (off, len) in rel {
                 let start = base as u32 + off as u32;
                 if start + len as u32 > 0x10000 {
-                    diags.push(Diagnostic::new(&loc, format!("the I/O ports of {} run past 0xffff", p.what)).label("too high"));
+                    diags.push(
+                        Diagnostic::new(
+                            &loc,
+                            format!("the I/O ports of {} run past 0xffff", p.what),
+                        )
+                        .label("too high"),
+                    );
                     continue;
                 }
                 if io.claim(start as u64, len as u64, owner(&p.what, &loc), diags) {
@@ -271,16 +389,29 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
         }
         let mut legacy_mmio = None;
         if kind == "vga" && p.bus_kind.is_some_and(|k| k.is_pci()) {
-            io.claim(0x3b0, 0x30, owner(&format!("{} (VGA registers)", p.what), &p.cfg.loc), diags);
+            io.claim(
+                0x3b0,
+                0x30,
+                owner(&format!("{} (VGA registers)", p.what), &p.cfg.loc),
+                diags,
+            );
             ranges.push((0x3b0, 0x30));
-            mmio.claim(0xa0000, 0x20000, owner(&format!("{} (VGA window)", p.what), &p.cfg.loc), diags);
+            mmio.claim(
+                0xa0000,
+                0x20000,
+                owner(&format!("{} (VGA window)", p.what), &p.cfg.loc),
+                diags,
+            );
             legacy_mmio = Some((0xa0000, 0x20000));
         }
         specs_extra.push((ranges, legacy_mmio));
     }
 
     // MMIO of system-bus devices: the IOAPIC and virtio-mmio transports.
-    for p in plans.iter_mut().filter(|p| p.bus_kind == Some(BusKind::Sysbus)) {
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.bus_kind == Some(BusKind::Sysbus))
+    {
         if p.cfg.kind.value == "ioapic" {
             p.mmio = Some((0xfec0_0000, 0x1000));
             continue;
@@ -288,21 +419,37 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
         if let Some(v) = &p.cfg.mmio {
             let (base, len) = (v.value as u64, board.virtio_mmio.map_or(0x200, |v| v.1));
             if base % 0x200 != 0 {
-                diags.push(Diagnostic::new(&v.loc, format!("the MMIO base of {} must be 512-byte aligned", p.what)).label("not aligned"));
+                diags.push(
+                    Diagnostic::new(
+                        &v.loc,
+                        format!("the MMIO base of {} must be 512-byte aligned", p.what),
+                    )
+                    .label("not aligned"),
+                );
             } else if mmio.claim(base, len, owner(&p.what, &v.loc), diags) {
                 p.mmio = Some((base, len));
             }
         }
     }
     if let Some((base, stride, count)) = board.virtio_mmio {
-        for p in plans.iter_mut().filter(|p| p.bus_kind == Some(BusKind::Sysbus) && p.mmio.is_none() && p.cfg.mmio.is_none()) {
-            let slot = (0..count as u64).map(|i| base + i * stride).find(|b| mmio.taken(*b, stride).is_none());
+        for p in plans.iter_mut().filter(|p| {
+            p.bus_kind == Some(BusKind::Sysbus) && p.mmio.is_none() && p.cfg.mmio.is_none()
+        }) {
+            let slot = (0..count as u64)
+                .map(|i| base + i * stride)
+                .find(|b| mmio.taken(*b, stride).is_none());
             match slot {
                 Some(b) => {
                     mmio.claim(b, stride, owner(&p.what, &p.cfg.loc), diags);
                     p.mmio = Some((b, stride));
                 }
-                None => diags.push(Diagnostic::new(&p.cfg.loc, format!("no virtio-mmio slot left for {}", p.what)).label(format!("board {} has {count}", board.name))),
+                None => diags.push(
+                    Diagnostic::new(
+                        &p.cfg.loc,
+                        format!("no virtio-mmio slot left for {}", p.what),
+                    )
+                    .label(format!("board {} has {count}", board.name)),
+                ),
             }
         }
     }
@@ -313,36 +460,79 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
         if let Some(irq) = p.irq {
             let loc = loc_of(&p.cfg.irq, &p.cfg.loc);
             let share = (p.cfg.kind.value == "serial").then_some("serial");
-            gsis.claim(irq as u64, 1, Owner { what: p.what.clone(), loc, share }, diags);
+            gsis.claim(
+                irq as u64,
+                1,
+                Owner {
+                    what: p.what.clone(),
+                    loc,
+                    share,
+                },
+                diags,
+            );
         }
     }
-    for p in plans.iter_mut().filter(|p| p.bus_kind == Some(BusKind::Sysbus) && p.cfg.kind.value != "ioapic") {
+    for p in plans
+        .iter_mut()
+        .filter(|p| p.bus_kind == Some(BusKind::Sysbus) && p.cfg.kind.value != "ioapic")
+    {
         if p.irq.is_none() {
-            match VIRTIO_GSIS.iter().find(|g| gsis.taken(**g as u64, 1).is_none()) {
+            match VIRTIO_GSIS
+                .iter()
+                .find(|g| gsis.taken(**g as u64, 1).is_none())
+            {
                 Some(&g) => {
                     gsis.claim(g as u64, 1, owner(&p.what, &p.cfg.loc), diags);
                     p.irq = Some(g);
                 }
-                None => diags.push(Diagnostic::new(&p.cfg.loc, format!("no free GSI for {}", p.what)).label("all IOAPIC inputs are taken")),
+                None => diags.push(
+                    Diagnostic::new(&p.cfg.loc, format!("no free GSI for {}", p.what))
+                        .label("all IOAPIC inputs are taken"),
+                ),
             }
         } else if p.irq.is_some_and(|g| g >= IOAPIC_PINS) {
             let loc = loc_of(&p.cfg.irq, &p.cfg.loc);
-            diags.push(Diagnostic::new(&loc, format!("GSI of {} is past the IOAPIC's {IOAPIC_PINS} inputs", p.what)).label("too high"));
+            diags.push(
+                Diagnostic::new(
+                    &loc,
+                    format!(
+                        "GSI of {} is past the IOAPIC's {IOAPIC_PINS} inputs",
+                        p.what
+                    ),
+                )
+                .label("too high"),
+            );
         }
     }
     let mut pci_gsis = Vec::new();
     for p in &plans {
-        let Some((bus, addr)) = &p.pci else { pci_gsis.push(None); continue };
+        let Some((bus, addr)) = &p.pci else {
+            pci_gsis.push(None);
+            continue;
+        };
         let (slot, pin) = topology::swizzle_to_root(buses, bus, addr.slot, 1);
         let gsi = board.pci.as_ref().map_or(0, |r| {
-            let pirq = if r.express { (slot as usize + pin as usize - 1) % 4 } else { (slot as usize + pin as usize + 2) % 4 };
+            let pirq = if r.express {
+                (slot as usize + pin as usize - 1) % 4
+            } else {
+                (slot as usize + pin as usize + 2) % 4
+            };
             r.pirq_gsi[pirq]
         });
         if let Some(other) = gsis.taken(gsi as u64, 1) {
             diags.push(
-                Diagnostic::new(&p.cfg.loc, format!("{} raises GSI {gsi} through PCI interrupt routing, which {} uses", p.what, other.what))
-                    .label("interrupt conflict")
-                    .note_at(&other.loc, format!("{} is here; give it another irq", other.what)),
+                Diagnostic::new(
+                    &p.cfg.loc,
+                    format!(
+                        "{} raises GSI {gsi} through PCI interrupt routing, which {} uses",
+                        p.what, other.what
+                    ),
+                )
+                .label("interrupt conflict")
+                .note_at(
+                    &other.loc,
+                    format!("{} is here; give it another irq", other.what),
+                ),
             );
         }
         pci_gsis.push(Some(gsi));
@@ -354,10 +544,17 @@ pub fn resolve(m: &Machine, board: &Board, buses: &mut [Bus], broken: &[String],
     let mut stdio_user: Option<(String, Loc)> = None;
     let mut disks: Vec<(PathBuf, bool, String, Loc)> = Vec::new();
     for (i, p) in plans.iter().enumerate() {
-        let Some(kind) = device_kind(p, m, board, &mut macs, &mut stdio_user, &mut disks, diags) else { continue };
+        let Some(kind) = device_kind(p, m, board, &mut macs, &mut stdio_user, &mut disks, diags)
+        else {
+            continue;
+        };
         let (ranges, legacy) = specs_extra[i].clone();
         let pci = p.pci.as_ref().map(|(bus, addr)| PciPlacement {
-            bus_number: buses.iter().find(|b| &b.spec.id == bus).and_then(|b| b.spec.number).unwrap_or(0),
+            bus_number: buses
+                .iter()
+                .find(|b| &b.spec.id == bus)
+                .and_then(|b| b.spec.number)
+                .unwrap_or(0),
             addr: *addr,
             pin: 1,
             gsi: pci_gsis[i].unwrap_or(0),
@@ -383,7 +580,13 @@ fn is_user_file(m: &Machine, loc: &Loc) -> bool {
     loc.src.0 < m.board_src_start
 }
 
-fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String], diags: &mut Vec<Diagnostic>) -> Plan<'a> {
+fn plan_bus<'a>(
+    d: &'a DeviceCfg,
+    board: &Board,
+    buses: &[Bus],
+    broken: &[String],
+    diags: &mut Vec<Diagnostic>,
+) -> Plan<'a> {
     let kind = d.kind.value.as_str();
     let what = format!("device `{}`", d.id.value);
     let want = plug(kind);
@@ -396,14 +599,29 @@ fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String
             None => Some("sysbus"),
         },
     };
-    let mut plan = Plan { cfg: d, bus: None, bus_kind: None, what, pci: None, io: None, irq: None, mmio: None };
+    let mut plan = Plan {
+        cfg: d,
+        bus: None,
+        bus_kind: None,
+        what,
+        pci: None,
+        io: None,
+        irq: None,
+        mmio: None,
+    };
     let bus_id = match (&d.bus, default_bus) {
         (Some(b), _) => b.value.clone(),
         (None, Some(b)) => b.to_string(),
         (None, None) => {
             diags.push(
-                Diagnostic::new(&d.kind.loc, format!("a {kind} is a PCI device and board {} has no PCI", board.name))
-                    .label("needs board pc or q35"),
+                Diagnostic::new(
+                    &d.kind.loc,
+                    format!(
+                        "a {kind} is a PCI device and board {} has no PCI",
+                        board.name
+                    ),
+                )
+                .label("needs board pc or q35"),
             );
             return plan;
         }
@@ -414,7 +632,10 @@ fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String
         }
         let ids: Vec<&str> = buses.iter().map(|b| b.spec.id.as_str()).collect();
         let loc = loc_of(&d.bus, &d.loc);
-        let d = Diagnostic::new(&loc, format!("{} sits on unknown bus `{bus_id}`", plan.what));
+        let d = Diagnostic::new(
+            &loc,
+            format!("{} sits on unknown bus `{bus_id}`", plan.what),
+        );
         let d = match did_you_mean(&bus_id, ids.iter().copied()) {
             Some(s) => d.label(format!("did you mean `{s}`?")),
             None => d.label("no such bus"),
@@ -425,7 +646,12 @@ fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String
     let ok = match want {
         Plug::Isa => bus.spec.kind == BusKind::Isa,
         Plug::Sysbus => bus.spec.kind == BusKind::Sysbus,
-        Plug::Pci => bus.spec.kind.is_pci() || (bus.spec.kind == BusKind::Sysbus && board.virtio_mmio.is_some() && kind != "vga"),
+        Plug::Pci => {
+            bus.spec.kind.is_pci()
+                || (bus.spec.kind == BusKind::Sysbus
+                    && board.virtio_mmio.is_some()
+                    && kind != "vga")
+        }
     };
     if !ok {
         let needs = match want {
@@ -436,17 +662,32 @@ fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String
         };
         let loc = loc_of(&d.bus, &d.kind.loc);
         diags.push(
-            Diagnostic::new(&loc, format!("a {kind} can't sit on the {} bus `{bus_id}`", bus.spec.kind.name()))
-                .label(format!("{kind} devices need {needs}")),
+            Diagnostic::new(
+                &loc,
+                format!(
+                    "a {kind} can't sit on the {} bus `{bus_id}`",
+                    bus.spec.kind.name()
+                ),
+            )
+            .label(format!("{kind} devices need {needs}")),
         );
         return plan;
     }
     if kind == "nic" && bus.spec.kind == BusKind::Sysbus {
-        if let Props::Nic { model: Some(mo), .. } = &d.props {
+        if let Props::Nic {
+            model: Some(mo), ..
+        } = &d.props
+        {
             if mo.value != "virtio-net" {
                 diags.push(
-                    Diagnostic::new(&mo.loc, format!("an {} is a PCI card; board {} has only virtio-mmio", mo.value, board.name))
-                        .label("use model = \"virtio-net\""),
+                    Diagnostic::new(
+                        &mo.loc,
+                        format!(
+                            "an {} is a PCI card; board {} has only virtio-mmio",
+                            mo.value, board.name
+                        ),
+                    )
+                    .label("use model = \"virtio-net\""),
                 );
             }
         }
@@ -455,8 +696,15 @@ fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String
     let kind_bus = bus.spec.kind;
     let misplaced = |key: &str, loc: &Loc, diags: &mut Vec<Diagnostic>, applies: &str| {
         diags.push(
-            Diagnostic::new(loc, format!("`{key}` does not apply to device `{}` on the {} bus `{bus_id}`", d.id.value, kind_bus.name()))
-                .label(format!("`{key}` is for {applies}")),
+            Diagnostic::new(
+                loc,
+                format!(
+                    "`{key}` does not apply to device `{}` on the {} bus `{bus_id}`",
+                    d.id.value,
+                    kind_bus.name()
+                ),
+            )
+            .label(format!("`{key}` is for {applies}")),
         );
     };
     if let Some(a) = &d.addr {
@@ -476,7 +724,12 @@ fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String
     }
     if let Some(v) = &d.irq {
         if kind_bus.is_pci() || kind == "ioapic" {
-            misplaced("irq", &v.loc, diags, "ISA and virtio-mmio devices (PCI interrupts follow the board's routing)");
+            misplaced(
+                "irq",
+                &v.loc,
+                diags,
+                "ISA and virtio-mmio devices (PCI interrupts follow the board's routing)",
+            );
         } else if kind_bus == BusKind::Sysbus {
             plan.irq = Some(v.value as u32);
         }
@@ -486,12 +739,25 @@ fn plan_bus<'a>(d: &'a DeviceCfg, board: &Board, buses: &[Bus], broken: &[String
     plan
 }
 
-fn char_backend(backend: &Option<Sp<String>>, default: &str, path: &Option<Sp<PathBuf>>, what: &str, loc: &Loc, diags: &mut Vec<Diagnostic>) -> CharBackend {
+fn char_backend(
+    backend: &Option<Sp<String>>,
+    default: &str,
+    path: &Option<Sp<PathBuf>>,
+    what: &str,
+    loc: &Loc,
+    diags: &mut Vec<Diagnostic>,
+) -> CharBackend {
     let name = backend.as_ref().map_or(default, |b| b.value.as_str());
     let bloc = loc_of(backend, loc);
     let needs_path = matches!(name, "file" | "socket");
     if let (Some(p), false) = (path, needs_path) {
-        diags.push(Diagnostic::new(&p.loc, format!("`path` of {what} is only used by the file and socket backends")).label(format!("backend is \"{name}\"")));
+        diags.push(
+            Diagnostic::new(
+                &p.loc,
+                format!("`path` of {what} is only used by the file and socket backends"),
+            )
+            .label(format!("backend is \"{name}\"")),
+        );
     }
     let path = match (path, needs_path) {
         (Some(p), true) => {
@@ -499,7 +765,13 @@ fn char_backend(backend: &Option<Sp<String>>, default: &str, path: &Option<Sp<Pa
             Some(p.value.clone())
         }
         (None, true) => {
-            diags.push(Diagnostic::new(&bloc, format!("backend \"{name}\" of {what} needs a `path`")).label("add `path = \"...\"`"));
+            diags.push(
+                Diagnostic::new(
+                    &bloc,
+                    format!("backend \"{name}\" of {what} needs a `path`"),
+                )
+                .label("add `path = \"...\"`"),
+            );
             None
         }
         _ => None,
@@ -516,9 +788,22 @@ fn char_backend(backend: &Option<Sp<String>>, default: &str, path: &Option<Sp<Pa
 
 /// An output file's directory must exist.
 fn check_parent_dir(p: &Sp<PathBuf>, what: &str, diags: &mut Vec<Diagnostic>) {
-    let dir = p.value.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = p
+        .value
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     if !dir.is_dir() {
-        diags.push(Diagnostic::new(&p.loc, format!("the directory of {} (for {what}) does not exist", p.value.display())).label("no such directory"));
+        diags.push(
+            Diagnostic::new(
+                &p.loc,
+                format!(
+                    "the directory of {} (for {what}) does not exist",
+                    p.value.display()
+                ),
+            )
+            .label("no such directory"),
+        );
     }
 }
 
@@ -536,15 +821,22 @@ fn device_kind(
     let what = &p.what;
     Some(match (d.kind.value.as_str(), &d.props) {
         ("serial", Props::Serial { backend, path, log }) => {
-            let default = if d.id.value == "com1" { "stdio" } else { "null" };
+            let default = if d.id.value == "com1" {
+                "stdio"
+            } else {
+                "null"
+            };
             let backend_v = char_backend(backend, default, path, what, &d.loc, diags);
             if backend_v == CharBackend::Stdio {
                 let loc = loc_of(backend, &d.loc);
                 match stdio_user {
                     Some((other, oloc)) => diags.push(
-                        Diagnostic::new(&loc, format!("{what} and {other} both read standard input"))
-                            .label("only one device can have the stdio backend")
-                            .note_at(oloc, format!("{other} is here")),
+                        Diagnostic::new(
+                            &loc,
+                            format!("{what} and {other} both read standard input"),
+                        )
+                        .label("only one device can have the stdio backend")
+                        .note_at(oloc, format!("{other} is here")),
                     ),
                     None => *stdio_user = Some((what.clone(), loc)),
                 }
@@ -552,20 +844,39 @@ fn device_kind(
             if let Some(l) = log {
                 check_parent_dir(l, what, diags);
             }
-            DeviceKind::Serial { backend: backend_v, log: log.as_ref().map(|l| l.value.clone()) }
+            DeviceKind::Serial {
+                backend: backend_v,
+                log: log.as_ref().map(|l| l.value.clone()),
+            }
         }
-        ("rtc", Props::Rtc { clock }) => DeviceKind::Rtc { localtime: clock.as_ref().is_some_and(|c| c.value == "localtime") },
-        ("debugcon", Props::Debugcon { backend, path }) => DeviceKind::Debugcon { backend: char_backend(backend, "stderr", path, what, &d.loc, diags) },
+        ("rtc", Props::Rtc { clock }) => DeviceKind::Rtc {
+            localtime: clock.as_ref().is_some_and(|c| c.value == "localtime"),
+        },
+        ("debugcon", Props::Debugcon { backend, path }) => DeviceKind::Debugcon {
+            backend: char_backend(backend, "stderr", path, what, &d.loc, diags),
+        },
         ("fw_cfg", Props::FwCfg { files }) => {
             let mut out: Vec<(String, FwCfgData)> = Vec::new();
             for f in files {
                 let name = &f.name.value;
                 if name.is_empty() || name.len() > 55 {
-                    diags.push(Diagnostic::new(&f.name.loc, format!("fw_cfg file name \"{name}\" must be 1-55 bytes")).label("bad length"));
+                    diags.push(
+                        Diagnostic::new(
+                            &f.name.loc,
+                            format!("fw_cfg file name \"{name}\" must be 1-55 bytes"),
+                        )
+                        .label("bad length"),
+                    );
                     continue;
                 }
                 if out.iter().any(|(n, _)| n == name) {
-                    diags.push(Diagnostic::new(&f.name.loc, format!("fw_cfg file \"{name}\" is given twice")).label("duplicate name"));
+                    diags.push(
+                        Diagnostic::new(
+                            &f.name.loc,
+                            format!("fw_cfg file \"{name}\" is given twice"),
+                        )
+                        .label("duplicate name"),
+                    );
                     continue;
                 }
                 if !name.starts_with("opt/") {
@@ -591,20 +902,40 @@ fn device_kind(
             let v = vram.as_ref().map_or(16 << 20, |v| v.value);
             if let Some(vr) = vram {
                 if !v.is_power_of_two() || !(1 << 20..=256 << 20).contains(&v) {
-                    diags.push(Diagnostic::new(&vr.loc, format!("`vram` of {what} must be a power of two from 1MiB to 256MiB")).label("bad size"));
+                    diags.push(
+                        Diagnostic::new(
+                            &vr.loc,
+                            format!("`vram` of {what} must be a power of two from 1MiB to 256MiB"),
+                        )
+                        .label("bad size"),
+                    );
                 }
             }
             DeviceKind::Vga { vram: v }
         }
-        ("nic", Props::Nic { model, mac, backend, tap, switch }) => {
-            let model = model.as_ref().map_or("virtio-net".to_string(), |m| m.value.clone());
+        (
+            "nic",
+            Props::Nic {
+                model,
+                mac,
+                backend,
+                tap,
+                switch,
+            },
+        ) => {
+            let model = model
+                .as_ref()
+                .map_or("virtio-net".to_string(), |m| m.value.clone());
             let mac = match mac {
                 Some(mac) => {
                     if let Some((_, other, oloc)) = macs.iter().find(|(x, _, _)| *x == mac.value) {
                         diags.push(
-                            Diagnostic::new(&mac.loc, format!("{what} has the same MAC address as {other}"))
-                                .label("duplicate MAC")
-                                .note_at(oloc, format!("{other} is here")),
+                            Diagnostic::new(
+                                &mac.loc,
+                                format!("{what} has the same MAC address as {other}"),
+                            )
+                            .label("duplicate MAC")
+                            .note_at(oloc, format!("{other} is here")),
                         );
                     }
                     mac.value
@@ -615,14 +946,32 @@ fn device_kind(
             let bname = backend.as_ref().map_or("none", |b| b.value.as_str());
             let bloc = loc_of(backend, &d.loc);
             if let (Some(t), false) = (tap, bname == "tap") {
-                diags.push(Diagnostic::new(&t.loc, format!("`tap` of {what} is only used by backend \"tap\"")).label(format!("backend is \"{bname}\"")));
+                diags.push(
+                    Diagnostic::new(
+                        &t.loc,
+                        format!("`tap` of {what} is only used by backend \"tap\""),
+                    )
+                    .label(format!("backend is \"{bname}\"")),
+                );
             }
             if let (Some(s), false) = (switch, bname == "switch") {
-                diags.push(Diagnostic::new(&s.loc, format!("`switch` of {what} is only used by backend \"switch\"")).label(format!("backend is \"{bname}\"")));
+                diags.push(
+                    Diagnostic::new(
+                        &s.loc,
+                        format!("`switch` of {what} is only used by backend \"switch\""),
+                    )
+                    .label(format!("backend is \"{bname}\"")),
+                );
             }
             if let Some(t) = tap {
                 if t.value.is_empty() || t.value.len() > 15 || t.value.contains(['/', ' ', '\0']) {
-                    diags.push(Diagnostic::new(&t.loc, format!("`tap` of {what} is not an interface name")).label("1-15 characters, no '/' or spaces"));
+                    diags.push(
+                        Diagnostic::new(
+                            &t.loc,
+                            format!("`tap` of {what} is not an interface name"),
+                        )
+                        .label("1-15 characters, no '/' or spaces"),
+                    );
                 }
             }
             let backend = match bname {
@@ -639,29 +988,52 @@ fn device_kind(
                 },
                 _ => NicBackend::None,
             };
-            DeviceKind::Nic { model, mac, backend }
+            DeviceKind::Nic {
+                model,
+                mac,
+                backend,
+            }
         }
-        ("disk", Props::Disk { path, readonly, format }) => {
+        (
+            "disk",
+            Props::Disk {
+                path,
+                readonly,
+                format,
+            },
+        ) => {
             let readonly = readonly.as_ref().is_some_and(|r| r.value);
             let Some(p) = path else {
-                diags.push(Diagnostic::new(&d.kind.loc, format!("{what} needs a `path` to its image")).label("add `path = \"disk.img\"`"));
+                diags.push(
+                    Diagnostic::new(&d.kind.loc, format!("{what} needs a `path` to its image"))
+                        .label("add `path = \"disk.img\"`"),
+                );
                 return None;
             };
             let abs = existing_file(p, "disk image", diags)?;
             if let Some((_, other_ro, other, oloc)) = disks.iter().find(|(q, ..)| *q == abs) {
                 if !readonly || !other_ro {
                     diags.push(
-                        Diagnostic::new(&p.loc, format!("{what} and {other} use the same image {}", abs.display()))
-                            .label("an image written by one device can't be shared")
-                            .note_at(oloc, format!("{other} is here")),
+                        Diagnostic::new(
+                            &p.loc,
+                            format!("{what} and {other} use the same image {}", abs.display()),
+                        )
+                        .label("an image written by one device can't be shared")
+                        .note_at(oloc, format!("{other} is here")),
                     );
                 }
             }
             disks.push((abs.clone(), readonly, what.clone(), p.loc.clone()));
-            DeviceKind::Disk { path: abs, readonly, format: format.as_ref().map_or("raw".into(), |f| f.value.clone()) }
+            DeviceKind::Disk {
+                path: abs,
+                readonly,
+                format: format.as_ref().map_or("raw".into(), |f| f.value.clone()),
+            }
         }
         ("i8042", _) => DeviceKind::I8042,
-        ("pm", _) => DeviceKind::Pm { s5_typ: board.s5_typ },
+        ("pm", _) => DeviceKind::Pm {
+            s5_typ: board.s5_typ,
+        },
         ("pit", _) => DeviceKind::Pit,
         ("pic", _) => DeviceKind::Pic,
         ("ioapic", _) => DeviceKind::Ioapic,

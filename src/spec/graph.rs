@@ -29,7 +29,10 @@ pub fn to_dot(spec: &MachineSpec) -> String {
     let board = spec.board.board();
     let mut o = String::new();
     let _ = writeln!(o, "digraph \"{}\" {{", esc(&spec.name));
-    let _ = writeln!(o, "  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];");
+    let _ = writeln!(
+        o,
+        "  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];"
+    );
     let _ = writeln!(
         o,
         "  \"machine\" [shape=box3d, label=\"{}\\nboard {} ({})\\n{} CPUs, {} MiB\"];",
@@ -44,10 +47,19 @@ pub fn to_dot(spec: &MachineSpec) -> String {
         if let Some(n) = b.number {
             let _ = write!(label, " (bus {n})");
         }
-        let _ = writeln!(o, "  \"bus:{}\" [shape=ellipse, label=\"{label}\"];", esc(&b.id));
+        let _ = writeln!(
+            o,
+            "  \"bus:{}\" [shape=ellipse, label=\"{label}\"];",
+            esc(&b.id)
+        );
         match (&b.parent, b.addr) {
             (Some(p), Some(a)) => {
-                let _ = writeln!(o, "  \"bus:{}\" -> \"bus:{}\" [label=\"{a}\"];", esc(p), esc(&b.id));
+                let _ = writeln!(
+                    o,
+                    "  \"bus:{}\" -> \"bus:{}\" [label=\"{a}\"];",
+                    esc(p),
+                    esc(&b.id)
+                );
             }
             _ => {
                 let _ = writeln!(o, "  \"machine\" -> \"bus:{}\";", esc(&b.id));
@@ -56,7 +68,12 @@ pub fn to_dot(spec: &MachineSpec) -> String {
     }
     for d in &spec.devices {
         let style = if d.from_board { ", style=dashed" } else { "" };
-        let _ = writeln!(o, "  \"dev:{}\" [shape=box{style}, label=\"{}\"];", esc(&d.id), device_label(d));
+        let _ = writeln!(
+            o,
+            "  \"dev:{}\" [shape=box{style}, label=\"{}\"];",
+            esc(&d.id),
+            device_label(d)
+        );
         let _ = writeln!(o, "  \"bus:{}\" -> \"dev:{}\";", esc(&d.bus), esc(&d.id));
     }
     o.push_str("}\n");

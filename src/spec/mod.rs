@@ -103,7 +103,10 @@ pub enum BusKind {
 
 impl BusKind {
     pub fn is_pci(self) -> bool {
-        matches!(self, Self::PciRoot | Self::PcieRoot | Self::PciBridge | Self::PcieRootPort)
+        matches!(
+            self,
+            Self::PciRoot | Self::PcieRoot | Self::PciBridge | Self::PcieRootPort
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -184,15 +187,36 @@ pub enum NicBackend {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceKind {
-    Serial { backend: CharBackend, log: Option<PathBuf> },
-    Rtc { localtime: bool },
+    Serial {
+        backend: CharBackend,
+        log: Option<PathBuf>,
+    },
+    Rtc {
+        localtime: bool,
+    },
     I8042,
-    Debugcon { backend: CharBackend },
-    Pm { s5_typ: u8 },
-    FwCfg { files: Vec<(String, FwCfgData)> },
-    Vga { vram: u64 },
-    Nic { model: String, mac: [u8; 6], backend: NicBackend },
-    Disk { path: PathBuf, readonly: bool, format: String },
+    Debugcon {
+        backend: CharBackend,
+    },
+    Pm {
+        s5_typ: u8,
+    },
+    FwCfg {
+        files: Vec<(String, FwCfgData)>,
+    },
+    Vga {
+        vram: u64,
+    },
+    Nic {
+        model: String,
+        mac: [u8; 6],
+        backend: NicBackend,
+    },
+    Disk {
+        path: PathBuf,
+        readonly: bool,
+        format: String,
+    },
     Pit,
     Pic,
     Ioapic,
@@ -229,5 +253,8 @@ impl MachineSpec {
 
 /// Formats a MAC address the usual way.
 pub fn mac_string(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -23,7 +23,10 @@ pub struct Claims {
 
 impl Claims {
     pub fn new(noun: &'static str) -> Self {
-        Self { noun, items: Vec::new() }
+        Self {
+            noun,
+            items: Vec::new(),
+        }
     }
 
     fn describe(&self, start: u64, end: u64) -> String {
@@ -39,12 +42,21 @@ impl Claims {
     /// The owner of anything overlapping `[start, start + len)`.
     pub fn taken(&self, start: u64, len: u64) -> Option<&Owner> {
         let end = start.saturating_add(len);
-        self.items.iter().find(|(s, e, _)| start < *e && *s < end).map(|(_, _, o)| o)
+        self.items
+            .iter()
+            .find(|(s, e, _)| start < *e && *s < end)
+            .map(|(_, _, o)| o)
     }
 
     /// Claims `[start, start + len)` for `owner`; on overlap records an error at
     /// `owner.loc` with a note at the other party, and returns false.
-    pub fn claim(&mut self, start: u64, len: u64, owner: Owner, diags: &mut Vec<Diagnostic>) -> bool {
+    pub fn claim(
+        &mut self,
+        start: u64,
+        len: u64,
+        owner: Owner,
+        diags: &mut Vec<Diagnostic>,
+    ) -> bool {
         let end = start.saturating_add(len.max(1));
         for (s, e, other) in &self.items {
             if start < *e && *s < end {
@@ -52,9 +64,18 @@ impl Claims {
                     continue;
                 }
                 diags.push(
-                    Diagnostic::new(&owner.loc, format!("{} of {} overlap {} of {}", self.describe(start, end), owner.what, self.describe(*s, *e), other.what))
-                        .label("conflict")
-                        .note_at(&other.loc, format!("{} is here", other.what)),
+                    Diagnostic::new(
+                        &owner.loc,
+                        format!(
+                            "{} of {} overlap {} of {}",
+                            self.describe(start, end),
+                            owner.what,
+                            self.describe(*s, *e),
+                            other.what
+                        ),
+                    )
+                    .label("conflict")
+                    .note_at(&other.loc, format!("{} is here", other.what)),
                 );
                 return false;
             }

@@ -5,7 +5,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{mac_string, ArtifactSpec, CharBackend, DeviceKind, DeviceSpec, FwCfgData, MachineSpec, NicBackend};
+use super::{
+    mac_string, ArtifactSpec, CharBackend, DeviceKind, DeviceSpec, FwCfgData, MachineSpec,
+    NicBackend,
+};
 use crate::config::units::format_size;
 
 fn q(s: &str) -> String {
@@ -25,7 +28,10 @@ fn artifact(a: &ArtifactSpec) -> String {
 
 pub fn to_toml(spec: &MachineSpec) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# The resolved machine: every default expanded and every resource assigned.");
+    let _ = writeln!(
+        o,
+        "# The resolved machine: every default expanded and every resource assigned."
+    );
     let _ = writeln!(o, "[machine]");
     let _ = writeln!(o, "name = {}", q(&spec.name));
     let _ = writeln!(o, "board = {}", q(spec.board.board().name));
@@ -37,7 +43,14 @@ pub fn to_toml(spec: &MachineSpec) -> String {
         format_size(spec.ram_above_4g)
     );
     let c = &spec.cpus;
-    let _ = writeln!(o, "cpus = {}\nsockets = {}\ncores = {}\nthreads = {}", c.count(), c.sockets, c.cores, c.threads);
+    let _ = writeln!(
+        o,
+        "cpus = {}\nsockets = {}\ncores = {}\nthreads = {}",
+        c.count(),
+        c.sockets,
+        c.cores,
+        c.threads
+    );
     let _ = writeln!(o, "defaults = false");
     let b = &spec.boot;
     if b.kernel.is_some() || b.firmware.is_some() {
@@ -58,7 +71,12 @@ pub fn to_toml(spec: &MachineSpec) -> String {
     let mut buses: Vec<_> = spec.buses.iter().filter(|b| b.parent.is_some()).collect();
     buses.sort_by(|a, b| a.id.cmp(&b.id));
     for bus in buses {
-        let _ = writeln!(o, "\n[[bus]]\nid = {}\nkind = {}", q(&bus.id), q(bus.kind.name()));
+        let _ = writeln!(
+            o,
+            "\n[[bus]]\nid = {}\nkind = {}",
+            q(&bus.id),
+            q(bus.kind.name())
+        );
         if let Some(p) = &bus.parent {
             let _ = writeln!(o, "parent = {}", q(p));
         }
@@ -77,19 +95,40 @@ pub fn to_toml(spec: &MachineSpec) -> String {
 }
 
 fn device(o: &mut String, d: &DeviceSpec) {
-    let _ = writeln!(o, "\n[[device]]\nid = {}\nkind = {}\nbus = {}", q(&d.id), q(d.kind.name()), q(&d.bus));
+    let _ = writeln!(
+        o,
+        "\n[[device]]\nid = {}\nkind = {}\nbus = {}",
+        q(&d.id),
+        q(d.kind.name()),
+        q(&d.bus)
+    );
     if let Some(p) = &d.pci {
-        let _ = writeln!(o, "addr = {}  # {:02x}:{}, INT{} → GSI {}", q(&p.addr.to_string()), p.bus_number, p.addr, (b'A' + p.pin - 1) as char, p.gsi);
+        let _ = writeln!(
+            o,
+            "addr = {}  # {:02x}:{}, INT{} → GSI {}",
+            q(&p.addr.to_string()),
+            p.bus_number,
+            p.addr,
+            (b'A' + p.pin - 1) as char,
+            p.gsi
+        );
     }
     if let Some(io) = d.io {
         let ranges: Vec<String> = d
             .io_ranges
             .iter()
-            .map(|(b, l)| if *l == 1 { format!("{b:#x}") } else { format!("{b:#x}-{:#x}", b + l - 1) })
+            .map(|(b, l)| {
+                if *l == 1 {
+                    format!("{b:#x}")
+                } else {
+                    format!("{b:#x}-{:#x}", b + l - 1)
+                }
+            })
             .collect();
         let _ = writeln!(o, "io = {io:#x}  # ports {}", ranges.join(", "));
     }
-    let sysbus_virtio = matches!(d.kind, DeviceKind::Nic { .. } | DeviceKind::Disk { .. }) && d.pci.is_none();
+    let sysbus_virtio =
+        matches!(d.kind, DeviceKind::Nic { .. } | DeviceKind::Disk { .. }) && d.pci.is_none();
     if let Some(irq) = d.irq {
         let _ = writeln!(o, "irq = {irq}");
     }
@@ -105,7 +144,11 @@ fn device(o: &mut String, d: &DeviceSpec) {
         }
         DeviceKind::Debugcon { backend } => chardev(o, backend),
         DeviceKind::Rtc { localtime } => {
-            let _ = writeln!(o, "clock = {}", q(if *localtime { "localtime" } else { "utc" }));
+            let _ = writeln!(
+                o,
+                "clock = {}",
+                q(if *localtime { "localtime" } else { "utc" })
+            );
         }
         DeviceKind::FwCfg { files } => {
             let items: Vec<String> = files
@@ -120,7 +163,11 @@ fn device(o: &mut String, d: &DeviceSpec) {
         DeviceKind::Vga { vram } => {
             let _ = writeln!(o, "vram = {}", q(&format_size(*vram)));
         }
-        DeviceKind::Nic { model, mac, backend } => {
+        DeviceKind::Nic {
+            model,
+            mac,
+            backend,
+        } => {
             let _ = writeln!(o, "model = {}\nmac = {}", q(model), q(&mac_string(mac)));
             match backend {
                 NicBackend::None => {
@@ -137,10 +184,23 @@ fn device(o: &mut String, d: &DeviceSpec) {
                 }
             }
         }
-        DeviceKind::Disk { path, readonly, format } => {
-            let _ = writeln!(o, "path = {}\nreadonly = {readonly}\nformat = {}", qp(path), q(format));
+        DeviceKind::Disk {
+            path,
+            readonly,
+            format,
+        } => {
+            let _ = writeln!(
+                o,
+                "path = {}\nreadonly = {readonly}\nformat = {}",
+                qp(path),
+                q(format)
+            );
         }
-        DeviceKind::I8042 | DeviceKind::Pm { .. } | DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic => {}
+        DeviceKind::I8042
+        | DeviceKind::Pm { .. }
+        | DeviceKind::Pit
+        | DeviceKind::Pic
+        | DeviceKind::Ioapic => {}
     }
 }
 

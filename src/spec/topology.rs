@@ -16,7 +16,12 @@ pub struct Bus {
 }
 
 /// Rejected buses' ids are added to `broken`, so devices on them are not reported again.
-pub fn resolve(m: &Machine, board: &Board, broken: &mut Vec<String>, diags: &mut Vec<Diagnostic>) -> Vec<Bus> {
+pub fn resolve(
+    m: &Machine,
+    board: &Board,
+    broken: &mut Vec<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Bus> {
     let mut buses: Vec<Bus> = board
         .root_buses()
         .into_iter()
@@ -28,16 +33,35 @@ pub fn resolve(m: &Machine, board: &Board, broken: &mut Vec<String>, diags: &mut
                 _ => BusKind::PciRoot,
             };
             let number = kind.is_pci().then_some(0);
-            Bus { spec: BusSpec { id: id.into(), kind, parent: None, addr: None, number }, cfg: None }
+            Bus {
+                spec: BusSpec {
+                    id: id.into(),
+                    kind,
+                    parent: None,
+                    addr: None,
+                    number,
+                },
+                cfg: None,
+            }
         })
         .collect();
     let root_pci = board.pci.as_ref().map(|p| p.id);
 
     for b in &m.buses {
-        if let Some(root) = buses.iter().find(|r| r.spec.id == b.id.value && r.cfg.is_none()) {
+        if let Some(root) = buses
+            .iter()
+            .find(|r| r.spec.id == b.id.value && r.cfg.is_none())
+        {
             diags.push(
-                Diagnostic::new(&b.id.loc, format!("bus id `{}` is taken by the board's {} bus", b.id.value, root.spec.kind.name()))
-                    .label("choose another id"),
+                Diagnostic::new(
+                    &b.id.loc,
+                    format!(
+                        "bus id `{}` is taken by the board's {} bus",
+                        b.id.value,
+                        root.spec.kind.name()
+                    ),
+                )
+                .label("choose another id"),
             );
             continue;
         }
@@ -47,23 +71,44 @@ pub fn resolve(m: &Machine, board: &Board, broken: &mut Vec<String>, diags: &mut
         };
         let Some(root) = root_pci else {
             diags.push(
-                Diagnostic::new(&b.kind.loc, format!("board {} has no PCI, so it can't have a {}", board.name, b.kind.value))
-                    .label("needs a PCI board (pc or q35)"),
+                Diagnostic::new(
+                    &b.kind.loc,
+                    format!(
+                        "board {} has no PCI, so it can't have a {}",
+                        board.name, b.kind.value
+                    ),
+                )
+                .label("needs a PCI board (pc or q35)"),
             );
             broken.push(b.id.value.clone());
             continue;
         };
         if kind == BusKind::PcieRootPort && m.board.value != BoardKind::Q35 {
             diags.push(
-                Diagnostic::new(&b.kind.loc, format!("a pcie-root-port needs PCI Express; board {} is conventional PCI", board.name))
-                    .label("use board = \"q35\", or kind = \"pci-bridge\""),
+                Diagnostic::new(
+                    &b.kind.loc,
+                    format!(
+                        "a pcie-root-port needs PCI Express; board {} is conventional PCI",
+                        board.name
+                    ),
+                )
+                .label("use board = \"q35\", or kind = \"pci-bridge\""),
             );
             broken.push(b.id.value.clone());
             continue;
         }
-        let parent = b.parent.as_ref().map_or(root.to_string(), |p| p.value.clone());
+        let parent = b
+            .parent
+            .as_ref()
+            .map_or(root.to_string(), |p| p.value.clone());
         buses.push(Bus {
-            spec: BusSpec { id: b.id.value.clone(), kind, parent: Some(parent), addr: None, number: None },
+            spec: BusSpec {
+                id: b.id.value.clone(),
+                kind,
+                parent: Some(parent),
+                addr: None,
+                number: None,
+            },
             cfg: Some(b.clone()),
         });
     }
@@ -71,11 +116,16 @@ pub fn resolve(m: &Machine, board: &Board, broken: &mut Vec<String>, diags: &mut
     // Parents: they must exist, be PCI, and not lead round in a circle.
     let mut bad = vec![false; buses.len()];
     for i in 0..buses.len() {
-        let (Some(cfg), Some(parent)) = (&buses[i].cfg, &buses[i].spec.parent) else { continue };
+        let (Some(cfg), Some(parent)) = (&buses[i].cfg, &buses[i].spec.parent) else {
+            continue;
+        };
         let loc = cfg.parent.as_ref().map_or(&cfg.loc, |p| &p.loc);
         let Some(p) = buses.iter().find(|b| &b.spec.id == parent) else {
             let ids: Vec<&str> = buses.iter().map(|b| b.spec.id.as_str()).collect();
-            let mut d = Diagnostic::new(loc, format!("bus `{}` sits on unknown bus `{parent}`", buses[i].spec.id));
+            let mut d = Diagnostic::new(
+                loc,
+                format!("bus `{}` sits on unknown bus `{parent}`", buses[i].spec.id),
+            );
             d = match did_you_mean(parent, ids.iter().copied()) {
                 Some(s) => d.label(format!("did you mean `{s}`?")),
                 None => d.label("no such bus"),
@@ -86,8 +136,15 @@ pub fn resolve(m: &Machine, board: &Board, broken: &mut Vec<String>, diags: &mut
         };
         if !p.spec.kind.is_pci() {
             diags.push(
-                Diagnostic::new(loc, format!("bus `{}` is a PCI bridge; it can't sit on the {} bus `{parent}`", buses[i].spec.id, p.spec.kind.name()))
-                    .label("not a PCI bus"),
+                Diagnostic::new(
+                    loc,
+                    format!(
+                        "bus `{}` is a PCI bridge; it can't sit on the {} bus `{parent}`",
+                        buses[i].spec.id,
+                        p.spec.kind.name()
+                    ),
+                )
+                .label("not a PCI bus"),
             );
             bad[i] = true;
         } else if buses[i].spec.kind == BusKind::PcieRootPort && p.spec.kind != BusKind::PcieRoot {
@@ -103,17 +160,33 @@ pub fn resolve(m: &Machine, board: &Board, broken: &mut Vec<String>, diags: &mut
             continue;
         }
         if let Some(cycle) = find_cycle(&buses, i) {
-            let loc = buses[i].cfg.as_ref().map(|c| c.loc.clone()).unwrap_or_else(|| m.anchor.clone());
+            let loc = buses[i]
+                .cfg
+                .as_ref()
+                .map(|c| c.loc.clone())
+                .unwrap_or_else(|| m.anchor.clone());
             diags.push(
                 Diagnostic::new(&loc, format!("buses form a cycle: {}", cycle.join(" → ")))
                     .label("a bridge can't sit behind itself"),
             );
-            for b in buses.iter().enumerate().filter(|(_, b)| cycle.contains(&b.spec.id)).map(|(j, _)| j).collect::<Vec<_>>() {
+            for b in buses
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| cycle.contains(&b.spec.id))
+                .map(|(j, _)| j)
+                .collect::<Vec<_>>()
+            {
                 bad[b] = true;
             }
         }
     }
-    broken.extend(buses.iter().zip(&bad).filter(|(_, b)| **b).map(|(x, _)| x.spec.id.clone()));
+    broken.extend(
+        buses
+            .iter()
+            .zip(&bad)
+            .filter(|(_, b)| **b)
+            .map(|(x, _)| x.spec.id.clone()),
+    );
     let mut i = 0;
     buses.retain(|_| {
         i += 1;
@@ -142,12 +215,22 @@ fn find_cycle(buses: &[Bus], i: usize) -> Option<Vec<String>> {
 /// Returns false (with an error) when there are more than 255 bridges.
 pub fn number_buses(buses: &mut [Bus], anchor: &Loc, diags: &mut Vec<Diagnostic>) {
     let mut next = 1u32;
-    let roots: Vec<String> = buses.iter().filter(|b| b.spec.number == Some(0)).map(|b| b.spec.id.clone()).collect();
+    let roots: Vec<String> = buses
+        .iter()
+        .filter(|b| b.spec.number == Some(0))
+        .map(|b| b.spec.id.clone())
+        .collect();
     for r in roots {
         number_below(buses, &r, &mut next);
     }
     if next > 256 {
-        diags.push(Diagnostic::new(anchor, format!("{} PCI buses are more than the 256 PCI allows", next)).label("too many bridges"));
+        diags.push(
+            Diagnostic::new(
+                anchor,
+                format!("{} PCI buses are more than the 256 PCI allows", next),
+            )
+            .label("too many bridges"),
+        );
     }
 }
 
@@ -172,8 +255,12 @@ fn number_below(buses: &mut [Bus], parent: &str, next: &mut u32) {
 pub fn swizzle_to_root(buses: &[Bus], bus: &str, slot: u8, pin: u8) -> (u8, u8) {
     let (mut bus, mut slot, mut pin) = (bus.to_string(), slot, pin);
     for _ in 0..=buses.len() {
-        let Some(b) = buses.iter().find(|b| b.spec.id == bus) else { break };
-        let (Some(parent), Some(addr)) = (&b.spec.parent, b.spec.addr) else { break };
+        let Some(b) = buses.iter().find(|b| b.spec.id == bus) else {
+            break;
+        };
+        let (Some(parent), Some(addr)) = (&b.spec.parent, b.spec.addr) else {
+            break;
+        };
         // The PCI-to-PCI bridge specification's rule: INTx of device D behind the
         // bridge appears as INT((x + D) mod 4) on the bridge's own pin.
         pin = ((pin - 1 + slot) % 4) + 1;

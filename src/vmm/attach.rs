@@ -25,7 +25,11 @@ pub enum AttachError {
     #[error("device `{id}`: {source}")]
     Chardev { id: String, source: ChardevError },
     #[error("device `{id}`: cannot open log file {path}: {source}")]
-    Log { id: String, path: std::path::PathBuf, source: std::io::Error },
+    Log {
+        id: String,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("device `{id}`: {source}")]
     Bus { id: String, source: BusError },
     #[error("cannot create an eventfd: {0}")]
@@ -47,8 +51,18 @@ fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
     Arc::new(Mutex::new(d))
 }
 
-fn insert(bus: &mut Bus, dev: SharedDevice, base: u64, len: u64, id: &str) -> Result<(), AttachError> {
-    bus.insert(dev, base, len).map_err(|source| AttachError::Bus { id: id.to_string(), source })
+fn insert(
+    bus: &mut Bus,
+    dev: SharedDevice,
+    base: u64,
+    len: u64,
+    id: &str,
+) -> Result<(), AttachError> {
+    bus.insert(dev, base, len)
+        .map_err(|source| AttachError::Bus {
+            id: id.to_string(),
+            source,
+        })
 }
 
 fn irq(vm: &Vm, gsi: Option<u32>) -> Arc<dyn IrqLine> {
@@ -73,11 +87,21 @@ impl Write for Tee {
 }
 
 /// Attaches every device of `spec` to `pio` / `mmio`.
-pub fn attach(spec: &MachineSpec, vm: &Vm, pio: &mut Bus, _mmio: &mut Bus) -> Result<Attached, AttachError> {
+pub fn attach(
+    spec: &MachineSpec,
+    vm: &Vm,
+    pio: &mut Bus,
+    _mmio: &mut Bus,
+) -> Result<Attached, AttachError> {
     let post = Post::new();
     let stats = post.stats();
     insert(pio, shared(post), 0x80, 1, "post")?;
-    let mut out = Attached { sources: Vec::new(), post: stats, missing: Vec::new(), terminal: Vec::new() };
+    let mut out = Attached {
+        sources: Vec::new(),
+        post: stats,
+        missing: Vec::new(),
+        terminal: Vec::new(),
+    };
     if spec.board.board().pci.is_some() {
         // The PCI configuration ports come with PCI (a later issue); until then the
         // chipset's reset control register answers byte accesses at 0xcf9 on its own.
@@ -85,7 +109,9 @@ pub fn attach(spec: &MachineSpec, vm: &Vm, pio: &mut Bus, _mmio: &mut Bus) -> Re
     }
     for d in &spec.devices {
         match &d.kind {
-            DeviceKind::Serial { backend, log } => serial(vm, pio, d, backend, log.as_deref(), &mut out)?,
+            DeviceKind::Serial { backend, log } => {
+                serial(vm, pio, d, backend, log.as_deref(), &mut out)?
+            }
             DeviceKind::I8042 => {
                 let dev = shared(I8042::new(irq(vm, d.irq), irq(vm, Some(12))));
                 let base = d.io.unwrap_or(0x60) as u64;
@@ -111,9 +137,22 @@ pub fn attach(spec: &MachineSpec, vm: &Vm, pio: &mut Bus, _mmio: &mut Bus) -> Re
             DeviceKind::Debugcon { backend } => {
                 let w: Box<dyn Write + Send> = match backend {
                     CharBackend::Stderr => Box::new(std::io::stderr()),
-                    other => chardev::open(&chardev_kind(other)).map_err(|source| AttachError::Chardev { id: d.id.clone(), source })?.output,
+                    other => {
+                        chardev::open(&chardev_kind(other))
+                            .map_err(|source| AttachError::Chardev {
+                                id: d.id.clone(),
+                                source,
+                            })?
+                            .output
+                    }
                 };
-                insert(pio, shared(DebugCon::new(w)), d.io.unwrap_or(0x402) as u64, 1, &d.id)?;
+                insert(
+                    pio,
+                    shared(DebugCon::new(w)),
+                    d.io.unwrap_or(0x402) as u64,
+                    1,
+                    &d.id,
+                )?;
             }
             DeviceKind::Rtc { .. } => {
                 let layout = CmosLayout {
@@ -127,7 +166,10 @@ pub fn attach(spec: &MachineSpec, vm: &Vm, pio: &mut Bus, _mmio: &mut Bus) -> Re
             }
             // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
             DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic => {}
-            DeviceKind::FwCfg { .. } | DeviceKind::Vga { .. } | DeviceKind::Nic { .. } | DeviceKind::Disk { .. } => {
+            DeviceKind::FwCfg { .. }
+            | DeviceKind::Vga { .. }
+            | DeviceKind::Nic { .. }
+            | DeviceKind::Disk { .. } => {
                 out.missing.push(format!("{} ({})", d.id, d.kind.name()));
             }
         }
@@ -138,7 +180,10 @@ pub fn attach(spec: &MachineSpec, vm: &Vm, pio: &mut Bus, _mmio: &mut Bus) -> Re
 fn chardev_kind(b: &CharBackend) -> ChardevKind {
     match b {
         CharBackend::Stdio => ChardevKind::Stdio,
-        CharBackend::File(p) => ChardevKind::File { path: p.clone(), append: false },
+        CharBackend::File(p) => ChardevKind::File {
+            path: p.clone(),
+            append: false,
+        },
         CharBackend::Socket(p) => ChardevKind::Socket { path: p.clone() },
         CharBackend::Pty => ChardevKind::Pty,
         CharBackend::Stderr | CharBackend::Null => ChardevKind::Null,
@@ -153,18 +198,27 @@ fn serial(
     log: Option<&std::path::Path>,
     out: &mut Attached,
 ) -> Result<(), AttachError> {
-    let mut cd = chardev::open(&chardev_kind(backend)).map_err(|source| AttachError::Chardev { id: d.id.clone(), source })?;
+    let mut cd = chardev::open(&chardev_kind(backend)).map_err(|source| AttachError::Chardev {
+        id: d.id.clone(),
+        source,
+    })?;
     out.terminal.extend(cd.term.take());
     let output: Box<dyn Write + Send> = match log {
         Some(path) => {
-            let f = std::fs::File::create(path).map_err(|source| AttachError::Log { id: d.id.clone(), path: path.into(), source })?;
+            let f = std::fs::File::create(path).map_err(|source| AttachError::Log {
+                id: d.id.clone(),
+                path: path.into(),
+                source,
+            })?;
             Box::new(Tee(cd.output, f))
         }
         None => cd.output,
     };
     let serial = shared(Serial::new(output, irq(vm, d.irq)));
     insert(pio, serial.clone(), d.io.unwrap_or(0x3f8) as u64, 8, &d.id)?;
-    let Some(mut input) = cd.input else { return Ok(()) };
+    let Some(mut input) = cd.input else {
+        return Ok(());
+    };
     let waker = Waker::new().map_err(AttachError::EventFd)?;
     {
         let w = waker.clone();
@@ -196,10 +250,19 @@ fn serial(
             }
             Ok(CharInput::Eof) => Input::Closed,
             Ok(CharInput::Quit) => Input::Quit,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => Input::Open,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted =>
+            {
+                Input::Open
+            }
             Err(_) => Input::Closed,
         }
     });
-    out.sources.push(InputSource { fd, on_readable, space: Some(waker) });
+    out.sources.push(InputSource {
+        fd,
+        on_readable,
+        space: Some(waker),
+    });
     Ok(())
 }

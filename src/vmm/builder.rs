@@ -34,7 +34,11 @@ pub enum BuildError {
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error("cannot read {what} {path}: {source}")]
-    Read { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    Read {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("booting {what}: {source}")]
     Boot { what: String, source: BootError },
     #[error("firmware boot ([boot] firmware) is not implemented yet; boot a kernel, or the probe")]
@@ -82,7 +86,10 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
     let kvm = Kvm::open()?;
     let cpus = spec.cpus.count();
     if cpus as usize > kvm.max_vcpus() {
-        return Err(BuildError::TooManyVcpus { want: cpus, max: kvm.max_vcpus() });
+        return Err(BuildError::TooManyVcpus {
+            want: cpus,
+            max: kvm.max_vcpus(),
+        });
     }
 
     // Machine init and memory.
@@ -107,7 +114,10 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
 
     // Boot image, boot structures and the MP table.
     let supported = kvm.supported_cpuid()?;
-    let msr = MsrConfig { mmio_hole_start: Some(spec.ram_below_4g.max(1 << 20)), phys_bits: phys_bits(&supported) };
+    let msr = MsrConfig {
+        mmio_hole_start: Some(spec.ram_below_4g.max(1 << 20)),
+        phys_bits: phys_bits(&supported),
+    };
     let boot = load_boot(spec, opts, &vm, &ram, msr)?;
     let apic_ids: Vec<u32> = (0..cpus).map(|i| spec.cpus.apic_id(i)).collect();
     mptable::write_mptable(vm.memory(), &mp_config(spec, &apic_ids))?;
@@ -115,7 +125,11 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
 
     // vCPUs: every one gets CPUID, MSRs and LAPIC set up; the boot CPU gets the entry
     // state, the others wait for the guest's INIT/SIPI.
-    let topo = CpuTopology { sockets: spec.cpus.sockets, cores: spec.cpus.cores, threads: spec.cpus.threads };
+    let topo = CpuTopology {
+        sockets: spec.cpus.sockets,
+        cores: spec.cpus.cores,
+        threads: spec.cpus.threads,
+    };
     let mut vcpus = Vec::with_capacity(cpus as usize);
     for i in 0..cpus {
         let vcpu = Vcpu::new(&vm, i)?;
@@ -123,7 +137,11 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
         vcpu.set_msrs(&boot.msrs)?;
         vcpu.setup_lapic()?;
         if i == 0 {
-            let sregs = vcpu.fd().get_sregs().map_err(|e| VcpuSetupError::Ioctl { index: 0, what: "KVM_GET_SREGS", source: e })?;
+            let sregs = vcpu.fd().get_sregs().map_err(|e| VcpuSetupError::Ioctl {
+                index: 0,
+                what: "KVM_GET_SREGS",
+                source: e,
+            })?;
             vcpu.set_boot_state(&boot.regs(), &boot.sregs(&sregs), &boot.fpu())?;
         }
         vcpus.push(vcpu);
@@ -133,8 +151,13 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
     let buses = Arc::new(Buses { pio, mmio });
     let running = vcpu::start(vcpus, buses)?;
     let terminal = attached.terminal;
-    let reason = event_loop::run(running, attached.sources, opts.timeout, move || drop(terminal));
-    Ok(RunReport { reason, post_writes: attached.post.writes() })
+    let reason = event_loop::run(running, attached.sources, opts.timeout, move || {
+        drop(terminal)
+    });
+    Ok(RunReport {
+        reason,
+        post_writes: attached.post.writes(),
+    })
 }
 
 /// The guest's physical address width, as CPUID leaf 0x8000_0008 reports it.
@@ -154,7 +177,13 @@ fn ram_regions(spec: &MachineSpec) -> Vec<RamRegion> {
 
 /// Loads the kernel (or the probe) and writes the zero page / start_info, e820 and
 /// command line.
-fn load_boot(spec: &MachineSpec, opts: &RunOptions, vm: &Vm, ram: &[RamRegion], msr: MsrConfig) -> Result<BootSetup, BuildError> {
+fn load_boot(
+    spec: &MachineSpec,
+    opts: &RunOptions,
+    vm: &Vm,
+    ram: &[RamRegion],
+    msr: MsrConfig,
+) -> Result<BootSetup, BuildError> {
     let use_probe = opts.probe.is_some() || spec.boot.kernel.is_none();
     if !use_probe && spec.boot.firmware.is_some() && spec.boot.kernel.is_none() {
         return Err(BuildError::FirmwareUnsupported);
@@ -162,16 +191,44 @@ fn load_boot(spec: &MachineSpec, opts: &RunOptions, vm: &Vm, ram: &[RamRegion], 
     if spec.boot.firmware.is_some() && opts.probe.is_none() {
         return Err(BuildError::FirmwareUnsupported);
     }
-    let (what, kernel, initrd, cmdline): (String, std::borrow::Cow<'_, [u8]>, Option<Vec<u8>>, String) = if use_probe {
-        ("the probe".into(), probe::probe_elf().into(), None, probe_cmdline(spec, opts.probe.as_deref().unwrap_or("")))
+    let (what, kernel, initrd, cmdline): (
+        String,
+        std::borrow::Cow<'_, [u8]>,
+        Option<Vec<u8>>,
+        String,
+    ) = if use_probe {
+        (
+            "the probe".into(),
+            probe::probe_elf().into(),
+            None,
+            probe_cmdline(spec, opts.probe.as_deref().unwrap_or("")),
+        )
     } else {
-        let k = spec.boot.kernel.as_ref().map(|a| a.path.clone()).unwrap_or_default();
-        let bytes = std::fs::read(&k).map_err(|source| BuildError::Read { what: "kernel", path: k.clone(), source })?;
+        let k = spec
+            .boot
+            .kernel
+            .as_ref()
+            .map(|a| a.path.clone())
+            .unwrap_or_default();
+        let bytes = std::fs::read(&k).map_err(|source| BuildError::Read {
+            what: "kernel",
+            path: k.clone(),
+            source,
+        })?;
         let initrd = match &spec.boot.initrd {
-            Some(a) => Some(std::fs::read(&a.path).map_err(|source| BuildError::Read { what: "initrd", path: a.path.clone(), source })?),
+            Some(a) => Some(std::fs::read(&a.path).map_err(|source| BuildError::Read {
+                what: "initrd",
+                path: a.path.clone(),
+                source,
+            })?),
             None => None,
         };
-        (k.display().to_string(), bytes.into(), initrd, spec.boot.cmdline.clone())
+        (
+            k.display().to_string(),
+            bytes.into(),
+            initrd,
+            spec.boot.cmdline.clone(),
+        )
     };
     let extra = extra_e820(spec);
     let input = linux::BootInput {
@@ -205,7 +262,11 @@ pub fn probe_cmdline(spec: &MachineSpec, extra: &str) -> String {
 fn extra_e820(spec: &MachineSpec) -> Vec<E820Entry> {
     let mut v = Vec::new();
     if spec.board == crate::board::BoardKind::Q35 {
-        v.push(E820Entry { addr: 0xb000_0000, size: 0x1000_0000, kind: E820Type::Reserved });
+        v.push(E820Entry {
+            addr: 0xb000_0000,
+            size: 0x1000_0000,
+            kind: E820Type::Reserved,
+        });
     }
     v
 }
@@ -216,9 +277,19 @@ fn mp_config(spec: &MachineSpec, apic_ids: &[u32]) -> MpConfig {
             .iter()
             .filter_map(|d| d.pci.as_ref())
             .filter(|p| p.bus_number == 0)
-            .map(|p| PciIntx { bus: 0, device: p.addr.slot, pin: p.pin - 1, ioapic_pin: p.gsi as u8 })
+            .map(|p| PciIntx {
+                bus: 0,
+                device: p.addr.slot,
+                pin: p.pin - 1,
+                ioapic_pin: p.gsi as u8,
+            })
             .collect()
     });
     let ioapic_id = apic_ids.iter().max().map_or(1, |m| (m + 1).min(254)) as u8;
-    MpConfig { apic_ids: apic_ids.to_vec(), ioapic_id, pci, irq0_override: true }
+    MpConfig {
+        apic_ids: apic_ids.to_vec(),
+        ioapic_id,
+        pci,
+        irq0_override: true,
+    }
 }

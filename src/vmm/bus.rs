@@ -13,7 +13,12 @@ pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BusError {
     #[error("range {base:#x}+{len:#x} overlaps {other_base:#x}+{other_len:#x} already on the bus")]
-    Overlap { base: u64, len: u64, other_base: u64, other_len: u64 },
+    Overlap {
+        base: u64,
+        len: u64,
+        other_base: u64,
+        other_len: u64,
+    },
     #[error("range {base:#x}+{len:#x} is empty or wraps around")]
     BadRange { base: u64, len: u64 },
 }
@@ -42,12 +47,20 @@ impl Bus {
         }
         let idx = self.entries.partition_point(|e| e.base < base);
         let clash = |e: &Entry| base < e.base + e.len && e.base < base + len;
-        for e in [idx.checked_sub(1).map(|i| &self.entries[i]), self.entries.get(idx)]
-            .into_iter()
-            .flatten()
+        for e in [
+            idx.checked_sub(1).map(|i| &self.entries[i]),
+            self.entries.get(idx),
+        ]
+        .into_iter()
+        .flatten()
         {
             if clash(e) {
-                return Err(BusError::Overlap { base, len, other_base: e.base, other_len: e.len });
+                return Err(BusError::Overlap {
+                    base,
+                    len,
+                    other_base: e.base,
+                    other_len: e.len,
+                });
             }
         }
         self.entries.insert(idx, Entry { base, len, dev });
@@ -63,7 +76,9 @@ impl Bus {
     /// A guest read at `addr`. Returns false (and leaves `data` alone) when nothing
     /// decodes the address; the caller fills in what an open bus reads as.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
-        let Some(e) = self.find(addr) else { return false };
+        let Some(e) = self.find(addr) else {
+            return false;
+        };
         // A poisoned lock means another vCPU panicked inside the device; the state is
         // still the device's own, so go on rather than take this thread down too.
         let mut dev = e.dev.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,10 +117,22 @@ mod tests {
         bus.insert(d.clone(), 0x3f8, 8).unwrap();
         bus.insert(d.clone(), 0x60, 1).unwrap();
         bus.insert(d.clone(), 0x64, 1).unwrap();
-        assert!(matches!(bus.insert(d.clone(), 0x3ff, 2), Err(BusError::Overlap { other_base: 0x3f8, .. })));
-        assert!(matches!(bus.insert(d.clone(), 0x3f0, 9), Err(BusError::Overlap { .. })));
+        assert!(matches!(
+            bus.insert(d.clone(), 0x3ff, 2),
+            Err(BusError::Overlap {
+                other_base: 0x3f8,
+                ..
+            })
+        ));
+        assert!(matches!(
+            bus.insert(d.clone(), 0x3f0, 9),
+            Err(BusError::Overlap { .. })
+        ));
         assert!(bus.insert(d.clone(), 0x400, 1).is_ok());
-        assert!(matches!(bus.insert(d.clone(), u64::MAX, 2), Err(BusError::BadRange { .. })));
+        assert!(matches!(
+            bus.insert(d.clone(), u64::MAX, 2),
+            Err(BusError::BadRange { .. })
+        ));
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fa, &mut b));
         assert_eq!(b[0], 0xfa);

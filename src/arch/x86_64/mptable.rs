@@ -202,19 +202,30 @@ fn config_table(cfg: &MpConfig) -> Result<Vec<u8>, MpTableError> {
     Ok(t)
 }
 
-/// Writes the floating pointer at [`MPTABLE_START`] and the configuration table after it.
+/// Where a configuration table too large for the EBDA goes: the top of the reserved
+/// BIOS area, clear of its start (where other tables may live).
+const LARGE_TABLE_END: u64 = super::layout::BIOS_AREA_END;
+
+/// Writes the floating pointer at [`MPTABLE_START`] and the configuration table after it
+/// in the EBDA; a table too large for the 1 KiB EBDA (about 35 CPUs and more) goes at the
+/// top of the reserved BIOS area instead (the floating pointer may point anywhere).
 pub fn write_mptable(mem: &GuestMemoryMmap, cfg: &MpConfig) -> Result<MpTableInfo, MpTableError> {
     let table = config_table(cfg)?;
-    let config_addr = MPTABLE_START + FLOATING_POINTER_SIZE;
     let needed = FLOATING_POINTER_SIZE + table.len() as u64;
     let room = EBDA_END - MPTABLE_START;
-    if needed > room {
-        return Err(MpTableError::TooLarge {
-            cpus: cfg.apic_ids.len(),
-            needed,
-            room,
-        });
-    }
+    let config_addr = if needed <= room {
+        MPTABLE_START + FLOATING_POINTER_SIZE
+    } else {
+        let big_room = LARGE_TABLE_END - super::layout::BIOS_AREA_START;
+        if table.len() as u64 > big_room / 2 {
+            return Err(MpTableError::TooLarge {
+                cpus: cfg.apic_ids.len(),
+                needed,
+                room: big_room / 2,
+            });
+        }
+        (LARGE_TABLE_END - table.len() as u64) & !0xf
+    };
 
     let mut fp = [0u8; FLOATING_POINTER_SIZE as usize];
     fp[..4].copy_from_slice(b"_MP_");
@@ -387,8 +398,21 @@ mod tests {
             write_mptable(&m, &c),
             Err(MpTableError::ApicIdTooLarge(255))
         ));
-        let err = write_mptable(&m, &cfg(64, None)).unwrap_err();
-        assert!(err.to_string().contains("64 CPUs"), "{err}");
         assert!(write_mptable(&m, &cfg(32, None)).is_ok());
+    }
+
+    #[test]
+    fn large_tables_move_to_the_bios_area() {
+        let m = mem();
+        let info = write_mptable(&m, &cfg(200, None)).unwrap();
+        assert!(
+            info.config_table >= 0xf_0000 && info.config_table + info.config_len <= 0x10_0000,
+            "{info:?}"
+        );
+        let entries = parse(&m);
+        assert_eq!(
+            entries.iter().filter(|e| e.0 == ENTRY_PROCESSOR).count(),
+            200
+        );
     }
 }

@@ -33,8 +33,12 @@ kind = "serial"
 backend = "null"
 "#;
 
+/// A fresh directory per call: tests run in parallel and must not rewrite each other's
+/// files while they are being read.
 fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vmrun-check-errors-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("vmrun-check-errors-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("kernel.bin"), vmrun::boot::probe::probe_elf()).unwrap();
     std::fs::write(d.join("garbage.bin"), b"not a kernel").unwrap();

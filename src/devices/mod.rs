@@ -41,6 +41,7 @@ impl IrqLine for NoIrq {
 }
 pub mod cmos;
 pub mod debugcon;
+pub mod fw_cfg;
 pub mod i8042;
 pub mod pm;
 pub mod post;

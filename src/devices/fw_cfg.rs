@@ -38,7 +38,9 @@ use super::{BusDevice, VmEvent};
 use crate::arch::x86_64::e820::E820Entry;
 
 mod linux;
+mod spec;
 pub use linux::{LinuxImage, LINUX_CMDLINE_ADDR, LINUX_PROT_ADDR, LINUX_REAL_ADDR};
+pub use spec::{firmware_e820, items_for};
 
 pub const FW_CFG_SIGNATURE: u16 = 0x00;
 pub const FW_CFG_ID: u16 = 0x01;
@@ -93,6 +95,11 @@ const ZERO_CHUNK: usize = 4096;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FwCfgError {
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("fw_cfg file name \"{0}\" must be 1-{FILE_NAME_MAX} bytes")]
     BadName(String),
     #[error("fw_cfg file \"{0}\" is added twice")]

@@ -12,6 +12,7 @@ use super::vm::Vm;
 use crate::backends::chardev::{self, ChardevError, ChardevKind, Input as CharInput};
 use crate::devices::cmos::{BootDevice, Cmos, CmosLayout, HostWallClock};
 use crate::devices::debugcon::DebugCon;
+use crate::devices::fw_cfg::{self, FwCfg, FwCfgError};
 use crate::devices::i8042::I8042;
 use crate::devices::pm::{HostMonotonic, Pm, PmConfig};
 use crate::devices::post::{Post, PostStats};
@@ -34,6 +35,8 @@ pub enum AttachError {
     Bus { id: String, source: BusError },
     #[error("cannot create an eventfd: {0}")]
     EventFd(std::io::Error),
+    #[error("device `{id}`: {source}")]
+    FwCfg { id: String, source: FwCfgError },
 }
 
 /// What the builder gets back: the buses' contents, the event loop's input sources,
@@ -45,6 +48,8 @@ pub struct Attached {
     pub missing: Vec<String>,
     /// Held for the run: the raw terminal of a stdio backend.
     pub terminal: Vec<chardev::TermGuard>,
+    /// The fw_cfg device, for steps that add files to it (ACPI tables, ...).
+    pub fw_cfg: Option<Arc<Mutex<FwCfg>>>,
 }
 
 fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
@@ -101,6 +106,7 @@ pub fn attach(
         post: stats,
         missing: Vec::new(),
         terminal: Vec::new(),
+        fw_cfg: None,
     };
     if spec.board.board().pci.is_some() {
         // The PCI configuration ports come with PCI (a later issue); until then the
@@ -166,10 +172,22 @@ pub fn attach(
             }
             // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
             DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic => {}
-            DeviceKind::FwCfg { .. }
-            | DeviceKind::Vga { .. }
-            | DeviceKind::Nic { .. }
-            | DeviceKind::Disk { .. } => {
+            DeviceKind::FwCfg { files } => {
+                let items =
+                    fw_cfg::items_for(spec, files).map_err(|source| AttachError::FwCfg {
+                        id: d.id.clone(),
+                        source,
+                    })?;
+                let base = d.io.unwrap_or(0x510) as u64;
+                let dev = FwCfg::new(vm.memory().clone(), items, base);
+                let ranges = dev.ranges();
+                let dev = shared(dev);
+                for (base, len) in ranges {
+                    insert(pio, dev.clone(), base, len, &d.id)?;
+                }
+                out.fw_cfg = Some(dev);
+            }
+            DeviceKind::Vga { .. } | DeviceKind::Nic { .. } | DeviceKind::Disk { .. } => {
                 out.missing.push(format!("{} ({})", d.id, d.kind.name()));
             }
         }

@@ -10,6 +10,7 @@ struct options opt = {
 	.timer = 1,
 	.smp_wait_ms = 200,
 	.timer_ms = 20,
+	.fwcfg = 2,
 };
 const struct hvm_start_info *start_info;
 static const char *cmdline = "";
@@ -89,6 +90,7 @@ static const struct num_option num_options[] = {
 	{ "smpwait", &opt.smp_wait_ms, 0, 0, 60000 },
 	{ "timerms", &opt.timer_ms, 0, 1, 10000 },
 	{ "crash", &opt.crash, 0, 0, 1 },
+	{ "fwcfg", &opt.fwcfg, 0, 0, 1 },
 };
 
 static void apply_option(const char *w, usize n)
@@ -333,6 +335,7 @@ void probe_main(u32 si_paddr)
 	report_boot(si);
 	report_cpuid();
 	mem_report(si);
+	fwcfg_report();
 
 	/* quick=1 touches nothing above 4 GiB and no APIC: the bootstrap map does. */
 	if (!opt.quick) {

@@ -148,6 +148,9 @@ void mem_report(const struct hvm_start_info *si);
 void memtest(const struct hvm_start_info *si);
 int mem_is_ram(const struct hvm_start_info *si, u64 base, u64 len);
 
+/* ---- fw_cfg.c ---- */
+void fwcfg_report(void);
+
 /* ---- smp.c ---- */
 void smp_start(const struct hvm_start_info *si, u32 expected, u32 wait_ms);
 void ap_main(u64 idx);
@@ -168,6 +171,7 @@ struct options {
 	u32 smp_wait_ms;
 	u32 timer_ms;
 	u32 crash;
+	u32 fwcfg;       /* 0 off, 1 on, 2 (default) on unless quick=1 */
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

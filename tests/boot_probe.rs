@@ -296,3 +296,72 @@ fn every_example_machine_boots_the_probe() {
         assert!(report.contains("PROBE done"), "{name}: {report}");
     }
 }
+
+#[test]
+fn serial_input_reaches_the_guest() {
+    if !kvm_usable() {
+        return;
+    }
+    use std::io::Write as _;
+    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-echo", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("m.toml");
+    // COM1 on stdio (the board default): the probe's output is vmrun's stdout and
+    // vmrun's stdin is the guest's input.
+    std::fs::write(&file, "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args([
+            "probe",
+            file.to_str().unwrap(),
+            "--timeout",
+            "60s",
+            "--",
+            "quick=1",
+            "echo=1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Type only once the guest listens, as a person would: bytes that arrive before
+    // the guest's driver resets the FIFO are lost, as on a real 16550.
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("PROBE echo ready") {
+        use std::io::Read as _;
+        let n = stdout_pipe.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "vmrun ended before the probe was ready: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // More than a 16-byte FIFO's worth, so the event loop has to wait for room.
+    let input = "hello from the host, through the 16550\nsecond line\nquit\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    {
+        use std::io::Read as _;
+        stdout_pipe.read_to_end(&mut seen).unwrap();
+    }
+    let stdout = String::from_utf8_lossy(&seen);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PROBE echo \"hello from the host, through the 16550\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PROBE echo \"second line\""), "{stdout}");
+}

@@ -343,6 +343,18 @@ impl Serial {
     }
 
     fn write_fcr(&mut self, v: u8) {
+        let space_before = self.input_space();
+        self.program_fcr(v);
+        // Enabling or clearing the FIFO makes room: tell the host side, which may be
+        // holding input back (a driver initialising the port after input arrived).
+        if self.input_space() > space_before {
+            if let Some(f) = self.rx_space_notify.as_mut() {
+                f();
+            }
+        }
+    }
+
+    fn program_fcr(&mut self, v: u8) {
         if (self.fcr ^ v) & FCR_ENABLE != 0 {
             // Switching the FIFOs on or off empties them.
             self.rx.clear();

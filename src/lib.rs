@@ -5,6 +5,7 @@
 //! resource assigned; pure, no KVM) → `vmm` (build the KVM VM) → run until an
 //! [`vmm::ExitReason`].
 
+pub mod acpi;
 pub mod arch;
 pub mod backends;
 pub mod board;

@@ -50,6 +50,8 @@ pub enum BuildError {
     #[error("CPUID: {0}")]
     Cpuid(#[from] CpuidError),
     #[error(transparent)]
+    Acpi(#[from] crate::acpi::AcpiError),
+    #[error(transparent)]
     Vcpu(#[from] VcpuSetupError),
 }
 
@@ -118,7 +120,13 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
         mmio_hole_start: Some(spec.ram_below_4g.max(1 << 20)),
         phys_bits: phys_bits(&supported),
     };
-    let boot = load_boot(spec, opts, &vm, &ram, msr)?;
+    let acpi = crate::acpi::write_direct(
+        vm.memory(),
+        &crate::acpi::build(spec),
+        crate::acpi::DIRECT_BASE,
+        crate::acpi::DIRECT_END,
+    )?;
+    let boot = load_boot(spec, opts, &vm, &ram, msr, &acpi)?;
     let apic_ids: Vec<u32> = (0..cpus).map(|i| spec.cpus.apic_id(i)).collect();
     mptable::write_mptable(vm.memory(), &mp_config(spec, &apic_ids))?;
     layout::write_bda(vm.memory()).map_err(BuildError::Bda)?;
@@ -183,6 +191,7 @@ fn load_boot(
     vm: &Vm,
     ram: &[RamRegion],
     msr: MsrConfig,
+    acpi: &crate::acpi::DirectTables,
 ) -> Result<BootSetup, BuildError> {
     let use_probe = opts.probe.is_some() || spec.boot.kernel.is_none();
     if !use_probe && spec.boot.firmware.is_some() && spec.boot.kernel.is_none() {
@@ -230,14 +239,15 @@ fn load_boot(
             spec.boot.cmdline.clone(),
         )
     };
-    let extra = extra_e820(spec);
+    let mut extra = extra_e820(spec);
+    extra.extend_from_slice(&acpi.e820);
     let input = linux::BootInput {
         kernel: &kernel,
         initrd: initrd.as_deref(),
         cmdline: &cmdline,
         ram,
         extra_e820: &extra,
-        rsdp: None,
+        rsdp: Some(acpi.rsdp),
         msr,
     };
     linux::setup(vm.memory(), &input).map_err(|source| BuildError::Boot { what, source })

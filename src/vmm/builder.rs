@@ -19,6 +19,8 @@ use crate::arch::x86_64::e820::{E820Entry, E820Type};
 use crate::arch::x86_64::layout::{self, RamRegion};
 use crate::arch::x86_64::mptable::{self, MpConfig, MpTableError, PciIntx};
 use crate::arch::x86_64::regs::MsrConfig;
+use crate::arch::x86_64::regs::BootEntry;
+use crate::boot::firmware::{self, FirmwareError};
 use crate::boot::linux::{self, BootError, BootSetup};
 use crate::boot::probe;
 use crate::spec::{DeviceKind, MachineSpec};
@@ -41,8 +43,11 @@ pub enum BuildError {
     },
     #[error("booting {what}: {source}")]
     Boot { what: String, source: BootError },
-    #[error("firmware boot ([boot] firmware) is not implemented yet; boot a kernel, or the probe")]
-    FirmwareUnsupported,
+    #[error("firmware {path}: {source}")]
+    Firmware {
+        path: std::path::PathBuf,
+        source: FirmwareError,
+    },
     #[error("writing the BIOS data area: {0}")]
     Bda(vm_memory::GuestMemoryError),
     #[error("writing the MP table: {0}")]
@@ -120,16 +125,22 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
         mmio_hole_start: Some(spec.ram_below_4g.max(1 << 20)),
         phys_bits: phys_bits(&supported),
     };
-    let acpi = crate::acpi::write_direct(
-        vm.memory(),
-        &crate::acpi::build(spec),
-        crate::acpi::DIRECT_BASE,
-        crate::acpi::DIRECT_END,
-    )?;
-    let boot = load_boot(spec, opts, &vm, &ram, msr, &acpi)?;
-    let apic_ids: Vec<u32> = (0..cpus).map(|i| spec.cpus.apic_id(i)).collect();
-    mptable::write_mptable(vm.memory(), &mp_config(spec, &apic_ids))?;
-    layout::write_bda(vm.memory()).map_err(BuildError::Bda)?;
+    // A firmware builds its own MP table, BDA and boot structures.
+    let boot = if spec.boot.firmware.is_some() {
+        load_firmware(spec, &mut vm)?
+    } else {
+        let acpi = crate::acpi::write_direct(
+            vm.memory(),
+            &crate::acpi::build(spec),
+            crate::acpi::DIRECT_BASE,
+            crate::acpi::DIRECT_END,
+        )?;
+        let boot = load_boot(spec, opts, &vm, &ram, msr, &acpi)?;
+        let apic_ids: Vec<u32> = (0..cpus).map(|i| spec.cpus.apic_id(i)).collect();
+        mptable::write_mptable(vm.memory(), &mp_config(spec, &apic_ids))?;
+        layout::write_bda(vm.memory()).map_err(BuildError::Bda)?;
+        BootCpu::from(boot)
+    };
 
     // vCPUs: every one gets CPUID, MSRs and LAPIC set up; the boot CPU gets the entry
     // state, the others wait for the guest's INIT/SIPI.
@@ -150,7 +161,8 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
                 what: "KVM_GET_SREGS",
                 source: e,
             })?;
-            vcpu.set_boot_state(&boot.regs(), &boot.sregs(&sregs), &boot.fpu())?;
+            let e = boot.entry;
+            vcpu.set_boot_state(&e.regs(), &e.sregs(&sregs), &e.fpu())?;
         }
         vcpus.push(vcpu);
     }
@@ -194,12 +206,6 @@ fn load_boot(
     acpi: &crate::acpi::DirectTables,
 ) -> Result<BootSetup, BuildError> {
     let use_probe = opts.probe.is_some() || spec.boot.kernel.is_none();
-    if !use_probe && spec.boot.firmware.is_some() && spec.boot.kernel.is_none() {
-        return Err(BuildError::FirmwareUnsupported);
-    }
-    if spec.boot.firmware.is_some() && opts.probe.is_none() {
-        return Err(BuildError::FirmwareUnsupported);
-    }
     let (what, kernel, initrd, cmdline): (
         String,
         std::borrow::Cow<'_, [u8]>,
@@ -251,6 +257,44 @@ fn load_boot(
         msr,
     };
     linux::setup(vm.memory(), &input).map_err(|source| BuildError::Boot { what, source })
+}
+
+/// How the boot CPU starts: its entry state and MSRs.
+struct BootCpu {
+    entry: BootEntry,
+    msrs: Vec<kvm_bindings::kvm_msr_entry>,
+}
+
+impl From<BootSetup> for BootCpu {
+    fn from(b: BootSetup) -> Self {
+        BootCpu {
+            entry: b.entry,
+            msrs: b.msrs,
+        }
+    }
+}
+
+/// Firmware boot: the image at the top of 4 GiB (read-only) and its legacy copy below
+/// 1 MiB (see `boot::firmware`); the boot CPU starts at the reset vector.
+fn load_firmware(spec: &MachineSpec, vm: &mut Vm) -> Result<BootCpu, BuildError> {
+    let path = spec
+        .boot
+        .firmware
+        .as_ref()
+        .map(|a| a.path.clone())
+        .unwrap_or_default();
+    let image = std::fs::read(&path).map_err(|source| BuildError::Read {
+        what: "firmware",
+        path: path.clone(),
+        source,
+    })?;
+    let fw = firmware::setup(vm.memory(), &image)
+        .map_err(|source| BuildError::Firmware { path, source })?;
+    vm.add_rom(fw.layout.rom_base, &image)?;
+    Ok(BootCpu {
+        entry: fw.entry,
+        msrs: fw.msrs,
+    })
 }
 
 /// The probe's options: where to power off, how many CPUs to expect, and the user's.

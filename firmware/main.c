@@ -336,6 +336,7 @@ void probe_main(u32 si_paddr)
 	report_cpuid();
 	mem_report(si);
 	fwcfg_report();
+	acpi_report(si);
 
 	/* quick=1 touches nothing above 4 GiB and no APIC: the bootstrap map does. */
 	if (!opt.quick) {

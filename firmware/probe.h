@@ -151,6 +151,9 @@ int mem_is_ram(const struct hvm_start_info *si, u64 base, u64 len);
 /* ---- fw_cfg.c ---- */
 void fwcfg_report(void);
 
+/* ---- acpi.c ---- */
+void acpi_report(const struct hvm_start_info *si);
+
 /* ---- smp.c ---- */
 void smp_start(const struct hvm_start_info *si, u32 expected, u32 wait_ms);
 void ap_main(u64 idx);

@@ -35,43 +35,9 @@ pub struct MachineSpec {
     pub devices: Vec<DeviceSpec>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuTopology {
-    pub sockets: u32,
-    pub cores: u32,
-    pub threads: u32,
-}
-
-impl CpuTopology {
-    pub fn count(&self) -> u32 {
-        self.sockets * self.cores * self.threads
-    }
-
-    fn bits(n: u32) -> u32 {
-        if n <= 1 {
-            0
-        } else {
-            32 - (n - 1).leading_zeros()
-        }
-    }
-
-    /// Bits of the APIC ID taken by the thread and core levels (as CPUID leaf 0xB says).
-    pub fn thread_bits(&self) -> u32 {
-        Self::bits(self.threads)
-    }
-
-    pub fn core_bits(&self) -> u32 {
-        Self::bits(self.cores)
-    }
-
-    /// The APIC ID of vCPU `index` (socket-major, then core, then thread).
-    pub fn apic_id(&self, index: u32) -> u32 {
-        let thread = index % self.threads;
-        let core = (index / self.threads) % self.cores;
-        let socket = index / (self.threads * self.cores);
-        (socket << (self.core_bits() + self.thread_bits())) | (core << self.thread_bits()) | thread
-    }
-}
+/// sockets × cores × threads, and the APIC IDs that packs into (one definition, shared
+/// with the CPUID code).
+pub use crate::arch::x86_64::cpuid::CpuTopology;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BootSpec {

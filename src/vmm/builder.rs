@@ -14,7 +14,7 @@ use super::exit::{Buses, ExitReason};
 use super::kvm::{Kvm, KvmError};
 use super::vcpu::{self, Vcpu, VcpuSetupError};
 use super::vm::{Vm, VmError};
-use crate::arch::x86_64::cpuid::{self, CpuTopology, CpuidError};
+use crate::arch::x86_64::cpuid::{self, CpuidError};
 use crate::arch::x86_64::e820::{E820Entry, E820Type};
 use crate::arch::x86_64::layout::{self, RamRegion};
 use crate::arch::x86_64::mptable::{self, MpConfig, MpTableError, PciIntx};
@@ -144,11 +144,7 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
 
     // vCPUs: every one gets CPUID, MSRs and LAPIC set up; the boot CPU gets the entry
     // state, the others wait for the guest's INIT/SIPI.
-    let topo = CpuTopology {
-        sockets: spec.cpus.sockets,
-        cores: spec.cpus.cores,
-        threads: spec.cpus.threads,
-    };
+    let topo = spec.cpus;
     let mut vcpus = Vec::with_capacity(cpus as usize);
     for i in 0..cpus {
         let vcpu = Vcpu::new(&vm, i)?;

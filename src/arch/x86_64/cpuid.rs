@@ -43,7 +43,7 @@ fn bits_for(n: u32) -> u32 {
 
 impl CpuTopology {
     /// Total number of logical CPUs.
-    pub fn cpus(&self) -> u32 {
+    pub fn count(&self) -> u32 {
         self.sockets * self.cores * self.threads
     }
 
@@ -145,10 +145,10 @@ pub fn vcpu_cpuid(supported: &CpuId, topo: &CpuTopology, index: u32) -> Result<C
     if topo.sockets == 0 || topo.cores == 0 || topo.threads == 0 {
         return Err(CpuidError::EmptyTopology(*topo));
     }
-    if index >= topo.cpus() {
+    if index >= topo.count() {
         return Err(CpuidError::BadIndex {
             index,
-            total: topo.cpus(),
+            total: topo.count(),
         });
     }
     let apic_id = topo.apic_id(index);
@@ -291,7 +291,7 @@ mod tests {
             threads: 2,
         };
         assert_eq!((t.thread_bits(), t.core_bits()), (1, 2));
-        let ids: Vec<u32> = (0..t.cpus()).map(|i| t.apic_id(i)).collect();
+        let ids: Vec<u32> = (0..t.count()).map(|i| t.apic_id(i)).collect();
         assert_eq!(ids, vec![0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13]);
         let flat = CpuTopology {
             sockets: 1,

@@ -1,0 +1,107 @@
+//! Boots the probe (quick=1) on pc, q35 and microvm and checks its ACPI report: the
+//! RSDP from start_info, every table in the XSDT with a good checksum, and a MADT
+//! whose CPUs and APIC IDs are the machine's. Needs /dev/kvm; skips without it.
+
+use std::process::Command;
+
+use vmrun::boot::probe::{parse_report, ProbeLine};
+
+fn kvm_usable() -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !ok {
+        eprintln!("skipped: /dev/kvm is not available or not accessible");
+    }
+    ok
+}
+
+fn boot(name: &str, machine: &str) -> (Vec<ProbeLine>, String) {
+    let dir = std::env::temp_dir().join(format!("vmrun-acpi-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("com1.log");
+    let file = dir.join("m.toml");
+    let text = format!(
+        "{machine}\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
+        log.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args(["probe", &file.display().to_string(), "--timeout", "60s"])
+        .args(["--", "quick=1"])
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ctx = format!(
+        "{name}:\n{log}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    (parse_report(&log).expect("report parses"), ctx)
+}
+
+fn check(name: &str, machine: &str, want_sigs: &[&str], apic_ids: &str) {
+    let (lines, ctx) = boot(name, machine);
+    let acpi: Vec<&ProbeLine> = lines.iter().filter(|l| l.tag == "acpi").collect();
+    assert_eq!(acpi.len(), 1, "{ctx}");
+    assert_eq!(acpi[0].get_u64("rsdp"), Some(0xf_0000), "{ctx}");
+    assert_eq!(acpi[0].get("rev"), Some("2"), "{ctx}");
+    assert_eq!(acpi[0].get("oem"), Some("VMRUN "), "{ctx}");
+    assert_eq!(acpi[0].get("found"), Some("start_info"), "{ctx}");
+    let tables: Vec<&ProbeLine> = lines.iter().filter(|l| l.tag == "acpi table").collect();
+    let mut sigs: Vec<&str> = tables.iter().filter_map(|l| l.get("sig")).collect();
+    sigs.sort_unstable();
+    let mut want = want_sigs.to_vec();
+    want.sort_unstable();
+    assert_eq!(sigs, want, "{ctx}");
+    for t in &tables {
+        let sum = t.get("checksum");
+        let facs = t.get("sig") == Some("FACS");
+        assert_eq!(sum, Some(if facs { "none" } else { "ok" }), "{ctx}");
+        assert!(t.get_u64("len").unwrap_or(0) >= 36, "{ctx}");
+    }
+    let madt = lines
+        .iter()
+        .find(|l| l.tag == "acpi madt")
+        .unwrap_or_else(|| panic!("no madt line; {ctx}"));
+    assert_eq!(madt.get("apic_ids"), Some(apic_ids), "{ctx}");
+    let n = apic_ids.split(',').count() as u64;
+    assert_eq!(madt.get_u64("cpus"), Some(n), "{ctx}");
+    assert_eq!(madt.get_u64("ioapic"), Some(0xfec0_0000), "{ctx}");
+    assert_eq!(madt.get_u64("overrides"), Some(2), "{ctx}");
+}
+
+const COMMON: &[&str] = &["XSDT", "FACP", "DSDT", "FACS", "APIC"];
+
+#[test]
+fn probe_sees_acpi_on_pc() {
+    if !kvm_usable() {
+        return;
+    }
+    let m = "[machine]\nboard = \"pc\"\nmemory = \"128MiB\"\ncpus = 2\n";
+    check("pc", m, COMMON, "0,1");
+}
+
+#[test]
+fn probe_sees_acpi_on_q35_with_sparse_apic_ids() {
+    if !kvm_usable() {
+        return;
+    }
+    // Two sockets of three cores: core IDs take 2 bits, so socket 1 starts at 4.
+    let m = "[machine]\nboard = \"q35\"\nmemory = \"256MiB\"\ncpus = 6\nsockets = 2\ncores = 3\nthreads = 1\n";
+    let mut sigs = COMMON.to_vec();
+    sigs.push("MCFG");
+    check("q35", m, &sigs, "0,1,2,4,5,6");
+}
+
+#[test]
+fn probe_sees_acpi_on_microvm() {
+    if !kvm_usable() {
+        return;
+    }
+    let m = "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\ncpus = 1\n";
+    check("microvm", m, COMMON, "0");
+}

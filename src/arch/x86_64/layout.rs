@@ -100,17 +100,6 @@ pub const FIRMWARE_MAX_SIZE: u64 = 16 * MIB;
 /// Lowest address a firmware ROM can occupy (4 GiB - 16 MiB).
 pub const FIRMWARE_AREA_START: u64 = FOUR_GIB - FIRMWARE_MAX_SIZE;
 
-/// Start of the 32-bit hole on the `pc` board (i440FX), RAM below 0xE000_0000.
-pub const PC_LOW_LIMIT: u64 = 0xe000_0000;
-/// Start of the 32-bit hole on the `pc` board once RAM reaches [`PC_LOW_LIMIT`].
-pub const PC_LOW_LIMIT_LARGE: u64 = 0xc000_0000;
-/// Start of the 32-bit hole on `q35` (MMCONFIG sits at 0xB000_0000).
-pub const Q35_LOW_LIMIT: u64 = 0xb000_0000;
-/// Start of the 32-bit hole on `q35` once RAM reaches [`Q35_LOW_LIMIT`].
-pub const Q35_LOW_LIMIT_LARGE: u64 = 0x8000_0000;
-/// Start of the 32-bit hole on `microvm`.
-pub const MICROVM_LOW_LIMIT: u64 = 0xc000_0000;
-
 // The fixed areas below 1 MiB and in the hole must not overlap (checked at compile time).
 const _: () = {
     assert!(BOOT_IDT_ADDR >= BOOT_GDT_ADDR + 6 * 8);
@@ -137,30 +126,6 @@ impl RamRegion {
     /// One past the last byte.
     pub fn end(&self) -> u64 {
         self.base + self.size
-    }
-}
-
-/// The boards whose hole placement we know; the spec module may call [`low_limit`] or
-/// pass its own number to [`ram_regions`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BoardKind {
-    /// i440FX + PIIX.
-    Pc,
-    /// Q35 + ICH9.
-    Q35,
-    /// No PCI, virtio-mmio.
-    Microvm,
-}
-
-/// Where the 32-bit MMIO hole starts for `board` with `ram_size` bytes of RAM
-/// (the same split QEMU uses, so guests see familiar maps).
-pub fn low_limit(board: BoardKind, ram_size: u64) -> u64 {
-    match board {
-        BoardKind::Pc if ram_size >= PC_LOW_LIMIT => PC_LOW_LIMIT_LARGE,
-        BoardKind::Pc => PC_LOW_LIMIT,
-        BoardKind::Q35 if ram_size >= Q35_LOW_LIMIT => Q35_LOW_LIMIT_LARGE,
-        BoardKind::Q35 => Q35_LOW_LIMIT,
-        BoardKind::Microvm => MICROVM_LOW_LIMIT,
     }
 }
 
@@ -206,7 +171,7 @@ mod tests {
     #[test]
     fn small_ram_is_one_region() {
         assert_eq!(
-            ram_regions(512 * MIB, PC_LOW_LIMIT),
+            ram_regions(512 * MIB, 0xe000_0000),
             vec![RamRegion {
                 base: 0,
                 size: 512 * MIB
@@ -216,7 +181,7 @@ mod tests {
 
     #[test]
     fn large_ram_splits_at_the_hole() {
-        let r = ram_regions(6 * GIB, low_limit(BoardKind::Q35, 6 * GIB));
+        let r = ram_regions(6 * GIB, 0x8000_0000);
         assert_eq!(
             r,
             vec![
@@ -235,17 +200,19 @@ mod tests {
 
     #[test]
     fn exactly_low_limit_has_no_high_region() {
-        assert_eq!(ram_regions(PC_LOW_LIMIT, PC_LOW_LIMIT).len(), 1);
-        assert!(ram_regions(0, PC_LOW_LIMIT).is_empty());
+        assert_eq!(ram_regions(0xe000_0000, 0xe000_0000).len(), 1);
+        assert!(ram_regions(0, 0xe000_0000).is_empty());
     }
 
     #[test]
     fn board_limits_match_qemu() {
-        assert_eq!(low_limit(BoardKind::Pc, GIB), 0xe000_0000);
-        assert_eq!(low_limit(BoardKind::Pc, 0xe000_0000), 0xc000_0000);
-        assert_eq!(low_limit(BoardKind::Q35, 2 * GIB), 0xb000_0000);
-        assert_eq!(low_limit(BoardKind::Q35, 0xb000_0000), 0x8000_0000);
-        assert_eq!(low_limit(BoardKind::Microvm, 8 * GIB), 0xc000_0000);
+        use crate::board::BoardKind;
+        let limit = |b: BoardKind, ram| b.board().low_limit(ram);
+        assert_eq!(limit(BoardKind::Pc, GIB), 0xe000_0000);
+        assert_eq!(limit(BoardKind::Pc, 0xe000_0000), 0xc000_0000);
+        assert_eq!(limit(BoardKind::Q35, 2 * GIB), 0xb000_0000);
+        assert_eq!(limit(BoardKind::Q35, 0xb000_0000), 0x8000_0000);
+        assert_eq!(limit(BoardKind::Microvm, 8 * GIB), 0xc000_0000);
     }
 
     #[test]

@@ -158,13 +158,13 @@ fn check_cpus(m: &Machine, diags: &mut Vec<Diagnostic>) -> CpuTopology {
         };
     }
     let last_apic = topo.apic_id(topo.count() - 1);
-    if last_apic >= 255 {
+    if last_apic >= 254 {
         diags.push(
             Diagnostic::new(
                 loc,
                 format!("this CPU topology needs APIC IDs up to {last_apic}"),
             )
-            .label("xAPIC IDs end at 254")
+            .label("xAPIC IDs end at 254, and the IOAPIC takes the ID after the last CPU's")
             .note("APIC IDs pack socket, core and thread numbers in power-of-two fields"),
         );
     }

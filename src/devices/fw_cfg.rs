@@ -169,14 +169,10 @@ impl FwCfgItems {
             e820.extend_from_slice(&e.size.to_le_bytes());
             e820.extend_from_slice(&(e.kind as u32).to_le_bytes());
         }
-        let mut order = String::new();
-        for p in &info.bootorder {
-            order.push_str(p);
-            order.push('\n');
-        }
+        let order = bootorder_bytes(&info.bootorder);
         // The names below are valid and distinct, so these cannot fail.
         let _ = s.add_file("etc/e820", e820);
-        let _ = s.add_file("bootorder", order.into_bytes());
+        let _ = s.add_file("bootorder", order);
         // -1: never reboot after a failed boot (QEMU's default reboot-timeout).
         let _ = s.add_file("etc/boot-fail-wait", (-1i32).to_le_bytes().to_vec());
         s
@@ -222,6 +218,23 @@ impl FwCfgItems {
         Ok(())
     }
 
+    /// Adds an option ROM as `genroms/<name>` (SeaBIOS runs those) and puts it first
+    /// in `bootorder` (`/rom@genroms/<name>`), as QEMU does for its linuxboot/pvh ROMs.
+    pub fn add_boot_rom(&mut self, name: &str, rom: Vec<u8>) -> Result<(), FwCfgError> {
+        let file = format!("genroms/{name}");
+        self.add_file(&file, rom)?;
+        let mut paths = vec![format!("/rom@{file}")];
+        let old = self.files.get("bootorder").cloned().unwrap_or_default();
+        let old = old.strip_suffix(&[0]).unwrap_or(&old);
+        paths.extend(
+            String::from_utf8_lossy(old)
+                .split('\n')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
+        );
+        self.set_file("bootorder", bootorder_bytes(&paths))
+    }
+
     /// Replaces a named file's contents (adds it when it does not exist).
     pub fn set_file(&mut self, name: &str, data: Vec<u8>) -> Result<(), FwCfgError> {
         match self.files.get_mut(name) {
@@ -265,6 +278,17 @@ impl FwCfgItems {
         }
         self.entries.insert(FW_CFG_FILE_DIR, dir);
     }
+}
+
+/// `bootorder` as QEMU writes it: the paths joined by newlines, NUL-terminated; empty
+/// when there are none.
+fn bootorder_bytes(paths: &[String]) -> Vec<u8> {
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let mut v = paths.join("\n").into_bytes();
+    v.push(0);
+    v
 }
 
 /// The device: an item store, the guest's RAM for DMA, and the I/O state.

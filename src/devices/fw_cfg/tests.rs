@@ -178,6 +178,23 @@ fn add_file_after_creation_renumbers() {
 }
 
 #[test]
+fn boot_rom_goes_first_in_bootorder() {
+    let mut items = FwCfgItems::standard(&MachineInfo {
+        bootorder: vec!["/pci@i0cf8/ide@1,1/drive@0/disk@0".into()],
+        ..info()
+    });
+    items.add_boot_rom("pvh.bin", vec![0x55, 0xaa]).unwrap();
+    let order = items.files().find(|f| f.0 == "bootorder").unwrap().2;
+    assert_eq!(
+        order,
+        b"/rom@genroms/pvh.bin\n/pci@i0cf8/ide@1,1/drive@0/disk@0\0"
+    );
+    assert!(items
+        .files()
+        .any(|f| f.0 == "genroms/pvh.bin" && f.2 == [0x55, 0xaa]));
+}
+
+#[test]
 fn dma_read_with_select_matches_io() {
     let mut d = dev();
     let sel = dir(&mut d).iter().find(|f| f.0 == "etc/e820").unwrap().2;

@@ -65,6 +65,12 @@ pub enum FirmwareError {
     TooLarge(u64),
     #[error("the firmware image is {0} bytes, not a whole number of 4 KiB pages")]
     NotPageSized(u64),
+    #[error("option ROM {name} not found (searched {searched}; Debian: apt install qemu-system-data, or set VMRUN_OPTION_ROM_DIR)")]
+    NoOptionRom { name: String, searched: String },
+    #[error("an initrd cannot go with a PVH kernel under firmware boot (QEMU's pvh.bin passes no modules); boot a bzImage, or boot directly")]
+    PvhInitrd,
+    #[error("the payload for the firmware: {0}")]
+    Payload(String),
     #[error("cannot write the legacy BIOS copy at {addr:#x}: {source} (is there 1 MiB of RAM?)")]
     Legacy {
         addr: u64,
@@ -157,6 +163,136 @@ pub fn reset_msrs() -> Vec<kvm_msr_entry> {
         m(msr_index::IA32_SYSENTER_ESP, 0),
         m(msr_index::IA32_SYSENTER_EIP, 0),
     ]
+}
+
+/// Where option ROMs ([`PVH_ROM`], [`LINUX_ROM`]) are looked up, in this order: the
+/// directory named by `VMRUN_OPTION_ROM_DIR` if set, then Debian's `qemu-system-data`
+/// (`/usr/share/qemu`), then the upstream QEMU install prefix.
+pub const OPTION_ROM_DIRS: &[&str] = &["/usr/share/qemu", "/usr/local/share/qemu"];
+/// QEMU's option ROM that enters a PVH ELF already in RAM (reads the entry point and
+/// the command line from fw_cfg, the memory map from int 15h e820).
+pub const PVH_ROM: &str = "pvh.bin";
+/// QEMU's option ROM that copies a bzImage's setup, kernel, command line and initrd
+/// from fw_cfg (DMA) and enters the setup code.
+pub const LINUX_ROM: &str = "linuxboot_dma.bin";
+
+/// Finds option ROM `name` (see [`OPTION_ROM_DIRS`]).
+pub fn find_option_rom(name: &str) -> Result<std::path::PathBuf, FirmwareError> {
+    let env = std::env::var_os("VMRUN_OPTION_ROM_DIR").map(std::path::PathBuf::from);
+    let dirs: Vec<std::path::PathBuf> = env
+        .into_iter()
+        .chain(OPTION_ROM_DIRS.iter().map(std::path::PathBuf::from))
+        .collect();
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| FirmwareError::NoOptionRom {
+            name: name.to_string(),
+            searched: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// A kernel handed to the firmware as a bootable payload, the way QEMU's `-kernel`
+/// does with a BIOS: an option ROM the firmware loads from fw_cfg (`genroms/NAME`,
+/// first in `bootorder`), plus the fw_cfg items that ROM reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// File name of the option ROM (under [`OPTION_ROM_DIRS`]).
+    pub rom: &'static str,
+    /// Fixed fw_cfg items `(key, data)` to add (empty for a bzImage: the fw_cfg device
+    /// adds the linuxboot items itself from the spec).
+    pub items: Vec<(u16, Vec<u8>)>,
+    /// The `bootorder` line that puts the ROM first.
+    pub bootorder: String,
+    /// `[start, end)` the kernel occupies in guest RAM, for a PVH kernel.
+    pub loaded: Option<(u64, u64)>,
+}
+
+impl Payload {
+    /// The fw_cfg file the ROM is served as.
+    pub fn rom_file(&self) -> String {
+        format!("genroms/{}", self.rom)
+    }
+}
+
+/// Prepares `kernel` for a firmware boot. A bzImage is left to the linuxboot ROM; a PVH
+/// ELF is copied into guest RAM now (as QEMU's ELF loader does: pvh.bin loads nothing
+/// itself), below `ram_end`, and its entry, placement and command line become fw_cfg
+/// items. QEMU's pvh.bin passes no modules, so an initrd is refused for a PVH kernel.
+pub fn prepare_payload(
+    mem: &GuestMemoryMmap,
+    kernel: &[u8],
+    has_initrd: bool,
+    cmdline: &str,
+    ram_end: u64,
+) -> Result<Payload, FirmwareError> {
+    use crate::boot::linux::{load_kernel, KernelKind};
+    use crate::devices::fw_cfg::{
+        FW_CFG_CMDLINE_DATA, FW_CFG_CMDLINE_SIZE, FW_CFG_KERNEL_ADDR, FW_CFG_KERNEL_ENTRY,
+        FW_CFG_KERNEL_SIZE,
+    };
+    if crate::boot::bzimage::is_bzimage(kernel) {
+        return Ok(Payload {
+            rom: LINUX_ROM,
+            items: Vec::new(),
+            bootorder: format!("/rom@genroms/{LINUX_ROM}\n"),
+            loaded: None,
+        });
+    }
+    if has_initrd {
+        return Err(FirmwareError::PvhInitrd);
+    }
+    if cmdline.contains('\0') {
+        return Err(FirmwareError::Payload(
+            "the command line contains a NUL".into(),
+        ));
+    }
+    let k = load_kernel(mem, kernel, ram_end).map_err(|e| FirmwareError::Payload(e.to_string()))?;
+    if k.kind != KernelKind::Pvh {
+        return Err(FirmwareError::Payload(
+            "an ELF kernel needs a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) for firmware boot"
+                .into(),
+        ));
+    }
+    let u32_of = |v: u64, what: &str| {
+        u32::try_from(v)
+            .map_err(|_| FirmwareError::Payload(format!("{what} {v:#x} is above 4 GiB")))
+    };
+    let mut cmd = cmdline.as_bytes().to_vec();
+    cmd.push(0);
+    let items = vec![
+        (
+            FW_CFG_KERNEL_ENTRY,
+            u32_of(k.entry, "the PVH entry")?.to_le_bytes().to_vec(),
+        ),
+        (
+            FW_CFG_KERNEL_ADDR,
+            u32_of(k.load_addr, "the load address")?
+                .to_le_bytes()
+                .to_vec(),
+        ),
+        (
+            FW_CFG_KERNEL_SIZE,
+            u32_of(k.end - k.load_addr, "the kernel size")?
+                .to_le_bytes()
+                .to_vec(),
+        ),
+        (
+            FW_CFG_CMDLINE_SIZE,
+            (cmd.len() as u32).to_le_bytes().to_vec(),
+        ),
+        (FW_CFG_CMDLINE_DATA, cmd),
+    ];
+    Ok(Payload {
+        rom: PVH_ROM,
+        items,
+        bootorder: format!("/rom@genroms/{PVH_ROM}\n"),
+        loaded: Some((k.load_addr, k.end)),
+    })
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub enum BuildError {
         path: std::path::PathBuf,
         source: FirmwareError,
     },
+    #[error("a kernel for the firmware is handed over through fw_cfg; this machine has no fw_cfg device")]
+    NoFwCfg,
     #[error("writing the BIOS data area: {0}")]
     Bda(vm_memory::GuestMemoryError),
     #[error("writing the MP table: {0}")]
@@ -127,7 +129,7 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
     };
     // A firmware builds its own MP table, BDA and boot structures.
     let boot = if spec.boot.firmware.is_some() {
-        load_firmware(spec, &mut vm)?
+        load_firmware(spec, opts, &mut vm, &ram, attached.fw_cfg.as_ref())?
     } else {
         let acpi = crate::acpi::write_direct(
             vm.memory(),
@@ -272,7 +274,16 @@ impl From<BootSetup> for BootCpu {
 
 /// Firmware boot: the image at the top of 4 GiB (read-only) and its legacy copy below
 /// 1 MiB (see `boot::firmware`); the boot CPU starts at the reset vector.
-fn load_firmware(spec: &MachineSpec, vm: &mut Vm) -> Result<BootCpu, BuildError> {
+/// The payload (the machine's kernel, or the probe under `vmrun probe`) goes to the
+/// firmware as QEMU's `-kernel` does: an option ROM in fw_cfg's `genroms/`, first in
+/// `bootorder`, and the fw_cfg items it reads.
+fn load_firmware(
+    spec: &MachineSpec,
+    opts: &RunOptions,
+    vm: &mut Vm,
+    ram: &[RamRegion],
+    fw_cfg: Option<&Arc<std::sync::Mutex<crate::devices::fw_cfg::FwCfg>>>,
+) -> Result<BootCpu, BuildError> {
     let path = spec
         .boot
         .firmware
@@ -287,6 +298,53 @@ fn load_firmware(spec: &MachineSpec, vm: &mut Vm) -> Result<BootCpu, BuildError>
     let fw = firmware::setup(vm.memory(), &image)
         .map_err(|source| BuildError::Firmware { path, source })?;
     vm.add_rom(fw.layout.rom_base, &image)?;
+    let payload = match (&opts.probe, &spec.boot.kernel) {
+        (Some(extra), _) => Some((
+            "the probe".to_string(),
+            probe::probe_elf().to_vec(),
+            false,
+            probe_cmdline(spec, extra),
+        )),
+        (None, Some(k)) => Some((
+            k.path.display().to_string(),
+            std::fs::read(&k.path).map_err(|source| BuildError::Read {
+                what: "kernel",
+                path: k.path.clone(),
+                source,
+            })?,
+            spec.boot.initrd.is_some(),
+            spec.boot.cmdline.clone(),
+        )),
+        (None, None) => None,
+    };
+    if let Some((what, kernel, initrd, cmdline)) = payload {
+        let fw_err = |source| BuildError::Firmware {
+            path: what.clone().into(),
+            source,
+        };
+        let dev = fw_cfg.ok_or(BuildError::NoFwCfg)?;
+        let low_top = layout::low_ram_top(ram);
+        let p = firmware::prepare_payload(vm.memory(), &kernel, initrd, &cmdline, low_top)
+            .map_err(fw_err)?;
+        let rom_path = firmware::find_option_rom(p.rom).map_err(fw_err)?;
+        let rom = std::fs::read(&rom_path).map_err(|source| BuildError::Read {
+            what: "option ROM",
+            path: rom_path.clone(),
+            source,
+        })?;
+        let mut dev = dev.lock().unwrap_or_else(|e| e.into_inner());
+        let items = dev.items_mut();
+        for (key, data) in p.items.iter().cloned() {
+            items.add_item(key, data);
+        }
+        items
+            .set_file(&p.rom_file(), rom)
+            .and_then(|()| items.set_file("bootorder", p.bootorder.into_bytes()))
+            .map_err(|e| BuildError::Firmware {
+                path: rom_path,
+                source: firmware::FirmwareError::Payload(e.to_string()),
+            })?;
+    }
     Ok(BootCpu {
         entry: fw.entry,
         msrs: fw.msrs,

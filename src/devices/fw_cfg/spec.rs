@@ -63,6 +63,11 @@ pub fn items_for(
     }
     if let (Some(_), Some(kernel)) = (&spec.boot.firmware, &spec.boot.kernel) {
         let image = read(&kernel.path)?;
+        // A PVH ELF is loaded into RAM by the builder and entered by pvh.bin
+        // (`boot::firmware::prepare_payload`); only a bzImage goes through linuxboot.
+        if !crate::boot::bzimage::is_bzimage(&image) {
+            return Ok(items);
+        }
         let initrd = match &spec.boot.initrd {
             Some(a) => Some(read(&a.path)?),
             None => None,

@@ -58,6 +58,8 @@ pub enum BuildError {
     Cpuid(#[from] CpuidError),
     #[error(transparent)]
     Acpi(#[from] crate::acpi::AcpiError),
+    #[error("adding the ACPI tables to fw_cfg: {0}")]
+    AcpiFwCfg(crate::devices::fw_cfg::FwCfgError),
     #[error(transparent)]
     Vcpu(#[from] VcpuSetupError),
 }
@@ -129,6 +131,7 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
     };
     // A firmware builds its own MP table, BDA and boot structures.
     let boot = if spec.boot.firmware.is_some() {
+        add_acpi_fw_cfg(spec, &attached)?;
         load_firmware(spec, opts, &mut vm, &ram, attached.fw_cfg.as_ref())?
     } else {
         let acpi = crate::acpi::write_direct(
@@ -270,6 +273,18 @@ impl From<BootSetup> for BootCpu {
             msrs: b.msrs,
         }
     }
+}
+
+/// Firmware boot: the ACPI tables go to fw_cfg with QEMU's table-loader script.
+fn add_acpi_fw_cfg(spec: &MachineSpec, attached: &attach::Attached) -> Result<(), BuildError> {
+    let Some(fw) = &attached.fw_cfg else {
+        return Ok(());
+    };
+    let mut fw = fw.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, data) in crate::acpi::build(spec).fw_cfg_files() {
+        fw.add_file(name, data).map_err(BuildError::AcpiFwCfg)?;
+    }
+    Ok(())
 }
 
 /// Firmware boot: the image at the top of 4 GiB (read-only) and its legacy copy below

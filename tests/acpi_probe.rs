@@ -19,12 +19,16 @@ fn kvm_usable() -> bool {
 }
 
 fn boot(name: &str, machine: &str) -> (Vec<ProbeLine>, String) {
+    boot_with(name, machine, "")
+}
+
+fn boot_with(name: &str, machine: &str, boot_section: &str) -> (Vec<ProbeLine>, String) {
     let dir = std::env::temp_dir().join(format!("vmrun-acpi-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("com1.log");
     let file = dir.join("m.toml");
     let text = format!(
-        "{machine}\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
+        "{machine}\n{boot_section}\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
         log.display()
     );
     std::fs::write(&file, text).unwrap();
@@ -104,4 +108,34 @@ fn probe_sees_acpi_on_microvm() {
     }
     let m = "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\ncpus = 1\n";
     check("microvm", m, COMMON, "0");
+}
+
+/// SeaBIOS executes our `etc/table-loader` (RSDP allocated in the F-segment, tables
+/// in high RAM, pointers and checksums patched), then boots the probe through fw_cfg.
+#[test]
+fn seabios_loads_the_tables_through_the_table_loader() {
+    let bios = "/usr/share/seabios/bios-256k.bin";
+    if !kvm_usable() {
+        return;
+    }
+    if !std::path::Path::new(bios).exists() {
+        eprintln!("skipped: {bios} missing (install seabios)");
+        return;
+    }
+    let m = "[machine]\nboard = \"q35\"\nmemory = \"256MiB\"\ncpus = 2\n";
+    let (lines, ctx) = boot_with("seabios", m, &format!("[boot]\nfirmware = \"{bios}\""));
+    let acpi = lines.iter().find(|l| l.tag == "acpi").expect("acpi line");
+    let rsdp = acpi.get_u64("rsdp").unwrap_or(0);
+    assert!((0xe_0000..0x10_0000).contains(&rsdp), "{ctx}");
+    let tables: Vec<&ProbeLine> = lines.iter().filter(|l| l.tag == "acpi table").collect();
+    assert_eq!(tables.len(), 6, "{ctx}");
+    for t in tables {
+        assert!(
+            t.get_u64("addr").unwrap_or(0) >= 0x10_0000,
+            "tables in high RAM; {ctx}"
+        );
+        assert_ne!(t.get("checksum"), Some("bad"), "{ctx}");
+    }
+    let madt = lines.iter().find(|l| l.tag == "acpi madt").expect("madt");
+    assert_eq!(madt.get("apic_ids"), Some("0,1"), "{ctx}");
 }

@@ -42,6 +42,17 @@
 //! (SeaBIOS writes the BDA, the EBDA and an MP table of its own, and takes the ACPI
 //! tables, the e820 map and the payload from fw_cfg). Only the boot CPU is set up; the
 //! APs stay in KVM's wait-for-SIPI state until the firmware starts them with INIT/SIPI.
+//!
+//! # Handing a kernel to the firmware
+//!
+//! With `[boot] firmware` and a kernel (or the probe, under `vmrun probe`), vmrun does
+//! what QEMU's `-kernel` does with a BIOS ([`prepare_payload`]): an option ROM from
+//! QEMU (Debian's `qemu-system-data`, looked up in [`OPTION_ROM_DIRS`]; no machine-file
+//! key) is served as fw_cfg file `genroms/NAME` and named first in `bootorder`, so
+//! SeaBIOS runs it as its boot device. A bzImage goes through `linuxboot_dma.bin`
+//! (the fw_cfg device adds the setup/kernel/initrd/cmdline items); a PVH ELF is copied
+//! into RAM here and `pvh.bin` enters it with a start_info built from int 15h e820, the
+//! command line (`FW_CFG_CMDLINE_*`) and the entry (`FW_CFG_KERNEL_ENTRY`).
 
 use kvm_bindings::kvm_msr_entry;
 use thiserror::Error;
@@ -206,7 +217,7 @@ pub struct Payload {
     /// Fixed fw_cfg items `(key, data)` to add (empty for a bzImage: the fw_cfg device
     /// adds the linuxboot items itself from the spec).
     pub items: Vec<(u16, Vec<u8>)>,
-    /// The `bootorder` line that puts the ROM first.
+    /// The `bootorder` file that puts the ROM first (NUL-terminated, as QEMU ends it).
     pub bootorder: String,
     /// `[start, end)` the kernel occupies in guest RAM, for a PVH kernel.
     pub loaded: Option<(u64, u64)>,
@@ -239,7 +250,7 @@ pub fn prepare_payload(
         return Ok(Payload {
             rom: LINUX_ROM,
             items: Vec::new(),
-            bootorder: format!("/rom@genroms/{LINUX_ROM}\n"),
+            bootorder: format!("/rom@genroms/{LINUX_ROM}\0"),
             loaded: None,
         });
     }
@@ -290,7 +301,7 @@ pub fn prepare_payload(
     Ok(Payload {
         rom: PVH_ROM,
         items,
-        bootorder: format!("/rom@genroms/{PVH_ROM}\n"),
+        bootorder: format!("/rom@genroms/{PVH_ROM}\0"),
         loaded: Some((k.load_addr, k.end)),
     })
 }
@@ -374,6 +385,83 @@ mod tests {
         assert!(
             matches!(e, FirmwareError::Legacy { addr: 0xf_f000, .. }),
             "{e}"
+        );
+    }
+
+    fn item<'a>(p: &'a Payload, key: u16) -> &'a [u8] {
+        &p.items.iter().find(|(k, _)| *k == key).unwrap().1
+    }
+
+    #[test]
+    fn pvh_payload_is_loaded_and_described() {
+        use crate::boot::testimg::{elf, pvh_note, Seg};
+        use crate::devices::fw_cfg::*;
+        let mem = ram(4 << 20);
+        let code = vec![0x90u8; 0x1800];
+        let img = elf(
+            true,
+            62,
+            0x20_0000,
+            &[Seg {
+                paddr: 0x10_0000,
+                data: code.clone(),
+                memsz: 0x3000,
+            }],
+            &[pvh_note(0x10_0040)],
+        );
+        let p = prepare_payload(&mem, &img, false, "cpus=2 x", 4 << 20).unwrap();
+        assert_eq!(p.rom, PVH_ROM);
+        assert_eq!(p.rom_file(), "genroms/pvh.bin");
+        assert_eq!(p.bootorder, "/rom@genroms/pvh.bin\0");
+        assert_eq!(p.loaded, Some((0x10_0000, 0x10_3000)));
+        assert_eq!(item(&p, FW_CFG_KERNEL_ENTRY), 0x10_0040u32.to_le_bytes());
+        assert_eq!(item(&p, FW_CFG_KERNEL_ADDR), 0x10_0000u32.to_le_bytes());
+        assert_eq!(item(&p, FW_CFG_KERNEL_SIZE), 0x3000u32.to_le_bytes());
+        assert_eq!(item(&p, FW_CFG_CMDLINE_SIZE), 9u32.to_le_bytes());
+        assert_eq!(item(&p, FW_CFG_CMDLINE_DATA), b"cpus=2 x\0");
+        let mut got = vec![0u8; code.len()];
+        mem.read_slice(&mut got, GuestAddress(0x10_0000)).unwrap();
+        assert_eq!(got, code);
+        // pvh.bin hands over no modules.
+        assert!(matches!(
+            prepare_payload(&mem, &img, true, "", 4 << 20),
+            Err(FirmwareError::PvhInitrd)
+        ));
+        // An ELF without the PVH note has no 32-bit entry the ROM could jump to.
+        let plain = elf(
+            true,
+            62,
+            0x10_0000,
+            &[Seg {
+                paddr: 0x10_0000,
+                data: code,
+                memsz: 0x2000,
+            }],
+            &[],
+        );
+        let e = prepare_payload(&mem, &plain, false, "", 4 << 20).unwrap_err();
+        assert!(e.to_string().contains("PVH entry note"), "{e}");
+        assert!(prepare_payload(&mem, b"junk", false, "", 4 << 20).is_err());
+    }
+
+    #[test]
+    fn bzimage_payload_uses_linuxboot() {
+        let mem = ram(4 << 20);
+        let img = crate::boot::testimg::BzImageSpec::default().build();
+        let p = prepare_payload(&mem, &img, true, "console=ttyS0", 4 << 20).unwrap();
+        assert_eq!(p.rom, LINUX_ROM);
+        assert!(p.items.is_empty());
+        assert_eq!(p.loaded, None);
+        assert_eq!(p.bootorder, "/rom@genroms/linuxboot_dma.bin\0");
+    }
+
+    #[test]
+    fn option_rom_lookup_names_what_it_searched() {
+        let e = find_option_rom("no-such-rom.bin").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/usr/share/qemu") && msg.contains("qemu-system-data"),
+            "{msg}"
         );
     }
 

@@ -1,0 +1,157 @@
+//! SeaBIOS (Debian's `seabios` package, which no one here wrote) on vmrun's boards:
+//!
+//! * pc + `bios.bin` under `vmrun probe`: SeaBIOS sizes RAM, counts the CPUs, finds
+//!   fw_cfg, runs QEMU's `pvh.bin` from `genroms/` and boots the probe, whose report
+//!   must be complete and end in an ACPI power-off.
+//! * q35 + `bios-256k.bin` with 5 GiB (RAM above 4 GiB) and 4 vCPUs, no payload: it must
+//!   reach its boot stage ("No bootable device").
+//!
+//! Real mode is emulated under nested KVM, so each boot takes seconds; this file holds
+//! only these two. Skips (with a message) without /dev/kvm, SeaBIOS or the option ROM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vmrun::boot::probe::parse_report;
+
+fn skip_unless(paths: &[&str]) -> bool {
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !kvm {
+        eprintln!("skipped: /dev/kvm is not available or not accessible");
+        return true;
+    }
+    for p in paths {
+        if !Path::new(p).exists() {
+            eprintln!("skipped: {p} is missing (apt install seabios qemu-system-data)");
+            return true;
+        }
+    }
+    false
+}
+
+fn machine(name: &str, body: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vmrun-seabios-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dbg = dir.join("debugcon.log");
+    let com1 = dir.join("com1.log");
+    let file = dir.join("m.toml");
+    let text = format!(
+        "{body}\n[[device]]\nid = \"dbg\"\nkind = \"debugcon\"\nbackend = \"file\"\npath = \"{}\"\n\
+         [[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
+        dbg.display(),
+        com1.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    (file, dbg, com1)
+}
+
+fn read(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+#[test]
+fn pc_seabios_boots_the_probe() {
+    if skip_unless(&["/usr/share/seabios/bios.bin", "/usr/share/qemu/pvh.bin"]) {
+        return;
+    }
+    let (file, dbg, com1) = machine(
+        "pc",
+        "[machine]\nname = \"pc-seabios\"\nboard = \"pc\"\nmemory = \"512MiB\"\ncpus = 2\n\
+         [boot]\nfirmware = \"/usr/share/seabios/bios.bin\"\n",
+    );
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args(["probe", file.to_str().unwrap(), "--timeout", "120s"])
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (log, report) = (read(&dbg), read(&com1));
+    let ctx = format!(
+        "after {secs:.1} s, status {:?}\nstderr: {}\n--- debugcon:\n{log}\n--- com1:\n{report}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("pc + SeaBIOS + probe: {secs:.1} s");
+    // SeaBIOS's own view of the machine.
+    assert!(log.contains("SeaBIOS (version"), "{ctx}");
+    assert!(log.contains("Found QEMU fw_cfg"), "{ctx}");
+    assert!(
+        log.contains("qemu/e820: addr 0x0000000000000000 len 0x0000000020000000 [RAM]")
+            || log.contains("RamSize: 0x20000000"),
+        "512 MiB of RAM: {ctx}"
+    );
+    assert!(log.contains("Found 2 cpu(s)"), "{ctx}");
+    assert!(log.contains("1: /rom@genroms/pvh.bin"), "bootorder: {ctx}");
+    assert!(log.contains("Booting from ROM"), "{ctx}");
+    // The probe it booted.
+    let lines = parse_report(&report).unwrap_or_else(|e| panic!("bad report ({e}): {ctx}"));
+    let tag = |t: &'static str| {
+        lines
+            .iter()
+            .filter(move |l| l.tag == t || l.tag.starts_with(&format!("{t} ")))
+    };
+    let cpus = tag("cpus")
+        .next()
+        .unwrap_or_else(|| panic!("no cpus line: {ctx}"));
+    assert_eq!(cpus.get("count"), Some("2"), "{ctx}");
+    assert_eq!(tag("done").count(), 1, "{ctx}");
+    let exit = tag("exit")
+        .next()
+        .unwrap_or_else(|| panic!("no exit line: {ctx}"));
+    assert_eq!(exit.get("method"), Some("acpi"), "{ctx}");
+    assert_eq!(out.status.code(), Some(0), "poweroff exits 0: {ctx}");
+}
+
+#[test]
+fn q35_seabios_reaches_its_boot_stage() {
+    if skip_unless(&["/usr/share/seabios/bios-256k.bin"]) {
+        return;
+    }
+    let (file, dbg, _) = machine(
+        "q35",
+        "[machine]\nname = \"q35-seabios\"\nboard = \"q35\"\nmemory = \"5GiB\"\ncpus = 4\n\
+         [boot]\nfirmware = \"/usr/share/seabios/bios-256k.bin\"\n",
+    );
+    let t = Instant::now();
+    // With nothing to boot SeaBIOS waits forever (etc/boot-fail-wait = -1): stop it once
+    // its log says it got there.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args(["run", file.to_str().unwrap(), "--timeout", "120s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reached = loop {
+        let log = read(&dbg);
+        if log.contains("No bootable device") {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = read(&dbg);
+    eprintln!("q35 + SeaBIOS to its boot stage: {secs:.1} s");
+    assert!(reached, "vmrun ended before SeaBIOS's boot stage:\n{log}");
+    assert!(log.contains("Found QEMU fw_cfg"), "{log}");
+    // 5 GiB on q35: 2 GiB below the PCI hole, 3 GiB from 4 GiB.
+    assert!(
+        log.contains("addr 0x0000000000000000 len 0x0000000080000000 [RAM]"),
+        "{log}"
+    );
+    assert!(
+        log.contains("addr 0x0000000100000000 len 0x00000000c0000000 [RAM]"),
+        "{log}"
+    );
+    assert!(log.contains("Found 4 cpu(s)"), "{log}");
+    assert!(log.contains("Booting from Hard Disk"), "{log}");
+}

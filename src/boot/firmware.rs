@@ -465,6 +465,54 @@ mod tests {
         );
     }
 
+    /// The RAM sizes SeaBIOS computes from our CMOS when fw_cfg has no `etc/e820`
+    /// (its `qemu_preinit` / `qemu_cfg_e820` arithmetic), and the boot-order bytes.
+    #[test]
+    fn seabios_reads_cmos_ram_sizes() {
+        use crate::devices::cmos::{BootDevice, Cmos, CmosLayout, HostWallClock};
+        use crate::devices::{BusDevice, NoIrq};
+        const MIB: u64 = 1 << 20;
+        let cmos = |below: u64, above: u64| {
+            let layout = CmosLayout {
+                ram_below_4g: below,
+                ram_above_4g: above,
+                cpus: 4,
+                boot_order: vec![BootDevice::Disk],
+            };
+            Cmos::new(&layout, Box::new(HostWallClock), std::sync::Arc::new(NoIrq))
+        };
+        let rd = |c: &mut Cmos, i: u8| {
+            c.write(0x70, 0, &[i]);
+            let mut b = [0u8];
+            c.read(0x70, 1, &mut b);
+            u64::from(b[0])
+        };
+        // (below 4 GiB, above 4 GiB): pc 10 MiB, pc 512 MiB, q35 5 GiB, pc 3.5 GiB + 1 GiB.
+        for (below, above) in [
+            (10 * MIB, 0),
+            (512 * MIB, 0),
+            (2048 * MIB, 3072 * MIB),
+            (3584 * MIB, 1024 * MIB),
+        ] {
+            let mut c = cmos(below, above);
+            let ext2 = (rd(&mut c, 0x34) << 16) | (rd(&mut c, 0x35) << 24);
+            let ram = if ext2 != 0 {
+                ext2 + 16 * MIB
+            } else {
+                ((rd(&mut c, 0x30) << 10) | (rd(&mut c, 0x31) << 18)) + MIB
+            };
+            assert_eq!(ram, below, "RamSize for {below:#x}");
+            let high =
+                (rd(&mut c, 0x5b) << 16) | (rd(&mut c, 0x5c) << 24) | (rd(&mut c, 0x5d) << 32);
+            assert_eq!(high, above, "RamSizeOver4G for {above:#x}");
+            assert_eq!(rd(&mut c, 0x5f) + 1, 4, "CPU count");
+            // Boot order: hard disk first (0x3d low nibble = 2), no floppy signature
+            // check (0x38 bit 0), as SeaBIOS's boot_init decodes them.
+            assert_eq!(rd(&mut c, 0x3d) & 0xf, 2);
+            assert_eq!(rd(&mut c, 0x38) & 1, 1);
+        }
+    }
+
     #[test]
     fn reset_state_msrs_disable_mtrrs() {
         let m = reset_msrs();

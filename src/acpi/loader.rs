@@ -94,9 +94,9 @@ pub fn encode(commands: &[Command]) -> Vec<u8> {
     commands.iter().flat_map(|c| c.encode()).collect()
 }
 
-/// Runs `commands` the way firmware does, over files placed at the given addresses;
-/// returns the patched files. For tests: it checks that the loader script, executed,
-/// gives the same bytes as a direct placement.
+/// Runs `commands` the way firmware does over `files` (name, contents, the address
+/// the file is placed at), patching the contents in place. Tests use it to check that
+/// the loader script, executed, gives the same bytes as a direct placement.
 pub fn execute(
     commands: &[Command],
     files: &mut [(&str, Vec<u8>, u64)],

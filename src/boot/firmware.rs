@@ -111,7 +111,7 @@ impl FirmwareLayout {
         if size > FIRMWARE_MAX_SIZE {
             return Err(FirmwareError::TooLarge(size));
         }
-        if size % PAGE != 0 {
+        if !size.is_multiple_of(PAGE) {
             return Err(FirmwareError::NotPageSized(size));
         }
         let legacy = size.min(LEGACY_MAX);
@@ -388,7 +388,7 @@ mod tests {
         );
     }
 
-    fn item<'a>(p: &'a Payload, key: u16) -> &'a [u8] {
+    fn item(p: &Payload, key: u16) -> &[u8] {
         &p.items.iter().find(|(k, _)| *k == key).unwrap().1
     }
 

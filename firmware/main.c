@@ -11,6 +11,7 @@ struct options opt = {
 	.smp_wait_ms = 200,
 	.timer_ms = 20,
 	.fwcfg = 2,
+	.rtc = 1,
 };
 const struct hvm_start_info *start_info;
 static const char *cmdline = "";
@@ -91,6 +92,7 @@ static const struct num_option num_options[] = {
 	{ "timerms", &opt.timer_ms, 0, 1, 10000 },
 	{ "crash", &opt.crash, 0, 0, 1 },
 	{ "fwcfg", &opt.fwcfg, 0, 0, 1 },
+	{ "rtc", &opt.rtc, 0, 0, 1 },
 };
 
 static void apply_option(const char *w, usize n)
@@ -349,6 +351,8 @@ void probe_main(u32 si_paddr)
 			smp_start(si, opt.cpus, opt.cpus ? 2000 : opt.smp_wait_ms);
 		if (opt.timer)
 			timer_test();
+		if (opt.rtc)
+			rtc_report();
 	}
 	if (opt.pio)
 		pio_loop(opt.pio);

@@ -150,6 +150,7 @@ int mem_is_ram(const struct hvm_start_info *si, u64 base, u64 len);
 
 /* ---- fw_cfg.c ---- */
 void fwcfg_report(void);
+void rtc_report(void);
 
 /* ---- acpi.c ---- */
 void acpi_report(const struct hvm_start_info *si);
@@ -175,6 +176,7 @@ struct options {
 	u32 timer_ms;
 	u32 crash;
 	u32 fwcfg;       /* 0 off, 1 on, 2 (default) on unless quick=1 */
+	u32 rtc;         /* report the CMOS RTC's time (not with quick=1) */
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

@@ -114,6 +114,18 @@ fn check_report(name: &str, b: &Booted, cpus: u64, memory: u64, low_limit: u64) 
     ids.sort();
     assert_eq!(ids, (0..cpus).collect::<Vec<_>>(), "{ctx}");
 
+    // The CMOS RTC, where the board has one, tells the host's UTC time and ticks.
+    let rtc = find(b, "rtc");
+    if rtc.first().is_some_and(|l| l.tag == "rtc") {
+        let t = rtc[0].get("time").unwrap();
+        let host = std::process::Command::new("date").args(["-u", "+%s"]).output().unwrap();
+        let host: i64 = String::from_utf8_lossy(&host.stdout).trim().parse().unwrap();
+        let guest = std::process::Command::new("date").args(["-u", "-d", t, "+%s"]).output().unwrap();
+        let guest: i64 = String::from_utf8_lossy(&guest.stdout).trim().parse().unwrap_or(0);
+        assert!((host - guest).abs() < 120, "RTC time {t} is off the host's by {}s: {ctx}", host - guest);
+        assert!(find(b, "rtc tick").iter().any(|l| l.tag == "rtc tick ok"), "{ctx}");
+    }
+
     // The PIT interrupt arrived through the IOAPIC (pin 2, as the MP table says).
     let timer = find(b, "timer");
     assert_eq!(
@@ -148,6 +160,9 @@ fn probe_boots_on_every_board_and_size() {
         );
         let b = boot(name, &machine, &[]);
         check_report(name, &b, cpus, memory, low);
+        let rtc = find(&b, "rtc");
+        let want = if board == "microvm" { "rtc none" } else { "rtc" };
+        assert_eq!(rtc.first().map(|l| l.tag.as_str()), Some(want), "{name}: {}", b.log);
     }
 }
 

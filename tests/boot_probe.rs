@@ -118,12 +118,31 @@ fn check_report(name: &str, b: &Booted, cpus: u64, memory: u64, low_limit: u64) 
     let rtc = find(b, "rtc");
     if rtc.first().is_some_and(|l| l.tag == "rtc") {
         let t = rtc[0].get("time").unwrap();
-        let host = std::process::Command::new("date").args(["-u", "+%s"]).output().unwrap();
-        let host: i64 = String::from_utf8_lossy(&host.stdout).trim().parse().unwrap();
-        let guest = std::process::Command::new("date").args(["-u", "-d", t, "+%s"]).output().unwrap();
-        let guest: i64 = String::from_utf8_lossy(&guest.stdout).trim().parse().unwrap_or(0);
-        assert!((host - guest).abs() < 120, "RTC time {t} is off the host's by {}s: {ctx}", host - guest);
-        assert!(find(b, "rtc tick").iter().any(|l| l.tag == "rtc tick ok"), "{ctx}");
+        let host = std::process::Command::new("date")
+            .args(["-u", "+%s"])
+            .output()
+            .unwrap();
+        let host: i64 = String::from_utf8_lossy(&host.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        let guest = std::process::Command::new("date")
+            .args(["-u", "-d", t, "+%s"])
+            .output()
+            .unwrap();
+        let guest: i64 = String::from_utf8_lossy(&guest.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            (host - guest).abs() < 120,
+            "RTC time {t} is off the host's by {}s: {ctx}",
+            host - guest
+        );
+        assert!(
+            find(b, "rtc tick").iter().any(|l| l.tag == "rtc tick ok"),
+            "{ctx}"
+        );
     }
 
     // The PIT interrupt arrived through the IOAPIC (pin 2, as the MP table says).
@@ -161,8 +180,17 @@ fn probe_boots_on_every_board_and_size() {
         let b = boot(name, &machine, &[]);
         check_report(name, &b, cpus, memory, low);
         let rtc = find(&b, "rtc");
-        let want = if board == "microvm" { "rtc none" } else { "rtc" };
-        assert_eq!(rtc.first().map(|l| l.tag.as_str()), Some(want), "{name}: {}", b.log);
+        let want = if board == "microvm" {
+            "rtc none"
+        } else {
+            "rtc"
+        };
+        assert_eq!(
+            rtc.first().map(|l| l.tag.as_str()),
+            Some(want),
+            "{name}: {}",
+            b.log
+        );
     }
 }
 
@@ -379,4 +407,73 @@ fn serial_input_reaches_the_guest() {
         "{stdout}"
     );
     assert!(stdout.contains("PROBE echo \"second line\""), "{stdout}");
+}
+
+#[test]
+fn serial_socket_backend_carries_output_and_input_and_keeps_a_log() {
+    if !kvm_usable() {
+        return;
+    }
+    use std::io::{BufRead as _, Write as _};
+    use std::os::unix::net::UnixStream;
+    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-sock", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("com2.sock");
+    let log = dir.join("com2.log");
+    let _ = std::fs::remove_file(&sock);
+    let file = dir.join("m.toml");
+    // The probe talks on COM1; put COM1 on the socket (and COM2 at its standard place
+    // with a null backend, to have all of COM1-COM2 present).
+    std::fs::write(
+        &file,
+        format!(
+            "[machine]\nboard = \"q35\"\nmemory = \"64MiB\"\n[[device]]\nid = \"com1\"\nbackend = \"socket\"\npath = \"{}\"\nlog = \"{}\"\n[[device]]\nid = \"com2\"\nkind = \"serial\"\nbackend = \"null\"\n",
+            sock.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        .args([
+            "probe",
+            file.to_str().unwrap(),
+            "--timeout",
+            "60s",
+            "--",
+            "quick=1",
+            "echo=1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stream = (0..500)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            UnixStream::connect(&sock).ok()
+        })
+        .expect("the socket backend listens");
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("PROBE echo ready") {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "socket closed early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    (&stream).write_all(b"over the socket\nquit\n").unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+    seen.push_str(&rest);
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(seen.contains("PROBE echo \"over the socket\""), "{seen}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("PROBE echo \"over the socket\"") && logged.contains("PROBE done"),
+        "{logged}"
+    );
 }

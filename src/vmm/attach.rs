@@ -208,6 +208,17 @@ fn chardev_kind(b: &CharBackend) -> ChardevKind {
     }
 }
 
+/// Whether `fd` has input (or a hang-up) right now.
+fn readable_now(fd: std::os::fd::RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
+}
+
 fn serial(
     vm: &Vm,
     pio: &mut Bus,
@@ -251,20 +262,29 @@ fn serial(
         if !pending.is_empty() {
             let n = s.enqueue_input(&pending);
             pending.drain(..n);
-            if !pending.is_empty() {
-                return Input::Full;
-            }
+            return if pending.is_empty() {
+                Input::Open
+            } else {
+                Input::Full
+            };
         }
-        let room = s.input_space();
-        if room == 0 {
+        if s.input_space() == 0 {
             return Input::Full;
+        }
+        // Called after a wake-up too: read only what is there now, never block.
+        if !readable_now(fd) {
+            return Input::Open;
         }
         let mut buf = [0u8; 64];
         match input.read_input(&mut buf) {
             Ok(CharInput::Data(n)) => {
                 let taken = s.enqueue_input(&buf[..n]);
                 pending.extend_from_slice(&buf[taken..n]);
-                Input::Open
+                if pending.is_empty() {
+                    Input::Open
+                } else {
+                    Input::Full
+                }
             }
             Ok(CharInput::Eof) => Input::Closed,
             Ok(CharInput::Quit) => Input::Quit,

@@ -55,8 +55,10 @@ impl Waker {
     }
 }
 
-/// An fd to poll and what to do when it is readable: read, then push into the device
-/// while it has room, and say [`Input::Full`] when it has none. A handler must return
+/// An fd to poll and what to do when it is readable (or when the device woke the
+/// [`Waker`] after `Full`: then the fd may not be readable, so a handler must not block
+/// on it): read, then push into the device while it has room, and say [`Input::Full`]
+/// when it has none. A handler must return
 /// [`Input::Closed`] at end of file, or the loop would spin on a hung-up fd.
 pub struct InputSource {
     pub fd: RawFd,
@@ -236,10 +238,10 @@ fn wait(
                 if let Some(w) = &sources[i].space {
                     w.drain();
                 }
+                // The device made room: let the handler push what it holds back (its fd
+                // may not become readable again: the bytes were already read).
                 state[i] = State::Open;
-                continue;
-            }
-            if revents & libc::POLLNVAL != 0 {
+            } else if revents & libc::POLLNVAL != 0 {
                 state[i] = State::Closed;
                 continue;
             }

@@ -15,4 +15,3 @@ pub trait NetBackend: Send {
     /// The fd that polls readable when a frame waits.
     fn fd(&self) -> std::os::fd::RawFd;
 }
-pub mod disk;

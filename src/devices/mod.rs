@@ -47,3 +47,4 @@ pub mod pm;
 pub mod post;
 pub mod reset;
 pub mod serial;
+pub mod pci;

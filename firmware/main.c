@@ -351,8 +351,10 @@ void probe_main(u32 si_paddr)
 			smp_start(si, opt.cpus, opt.cpus ? 2000 : opt.smp_wait_ms);
 		if (opt.timer)
 			timer_test();
-		if (opt.rtc)
+		if (opt.rtc) {
 			rtc_report();
+			rtc_irq_test();
+		}
 	}
 	if (opt.pio)
 		pio_loop(opt.pio);

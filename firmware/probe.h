@@ -24,6 +24,7 @@ typedef unsigned long usize;
 /* Interrupt vectors used by the probe. */
 #define VEC_PIC_BASE 0x20   /* 8259 master 0x20..0x27, slave 0x28..0x2f */
 #define VEC_TIMER 0x30      /* IOAPIC-routed PIT interrupt */
+#define VEC_RTC 0x31        /* IOAPIC-routed RTC interrupt (IRQ 8) */
 #define VEC_SPURIOUS 0xff   /* LAPIC spurious vector */
 
 /* ---- struct hvm_start_info (Xen PVH boot ABI, version 1) ---- */
@@ -151,6 +152,7 @@ int mem_is_ram(const struct hvm_start_info *si, u64 base, u64 len);
 /* ---- fw_cfg.c ---- */
 void fwcfg_report(void);
 void rtc_report(void);
+void rtc_irq_test(void);
 
 /* ---- acpi.c ---- */
 void acpi_report(const struct hvm_start_info *si);

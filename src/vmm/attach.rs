@@ -160,15 +160,22 @@ pub fn attach(
                     &d.id,
                 )?;
             }
-            DeviceKind::Rtc { .. } => {
+            DeviceKind::Rtc { localtime } => {
                 let layout = CmosLayout {
                     ram_below_4g: spec.ram_below_4g,
                     ram_above_4g: spec.ram_above_4g,
                     cpus: spec.cpus.count().min(255) as u8,
                     boot_order: vec![BootDevice::Disk],
                 };
-                let cmos = Cmos::new(&layout, Box::new(HostWallClock), irq(vm, d.irq));
-                insert(pio, shared(cmos), d.io.unwrap_or(0x70) as u64, 2, &d.id)?;
+                let clock: Box<dyn crate::devices::cmos::WallClock> = if *localtime {
+                    Box::new(super::rtc::HostLocalClock)
+                } else {
+                    Box::new(HostWallClock)
+                };
+                let cmos = Cmos::new(&layout, clock, irq(vm, d.irq));
+                let (ports, timer) = super::rtc::rtc(cmos).map_err(AttachError::EventFd)?;
+                insert(pio, shared(ports), d.io.unwrap_or(0x70) as u64, 2, &d.id)?;
+                out.sources.push(timer);
             }
             // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
             DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic => {}

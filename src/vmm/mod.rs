@@ -10,3 +10,4 @@ pub mod vm;
 pub use exit::ExitReason;
 pub mod attach;
 pub mod builder;
+pub mod rtc;

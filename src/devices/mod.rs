@@ -47,4 +47,5 @@ pub mod pm;
 pub mod post;
 pub mod reset;
 pub mod serial;
+pub mod vga;
 pub mod pci;

@@ -143,6 +143,13 @@ fn check_report(name: &str, b: &Booted, cpus: u64, memory: u64, low_limit: u64) 
             find(b, "rtc tick").iter().any(|l| l.tag == "rtc tick ok"),
             "{ctx}"
         );
+        let irq = find(b, "rtc irq");
+        assert_eq!(
+            irq.first().map(|l| l.tag.as_str()),
+            Some("rtc irq ok"),
+            "periodic IRQ 8: {ctx}"
+        );
+        assert!(irq[0].get_u64("ticks").unwrap_or(0) >= 2, "{ctx}");
     }
 
     // The PIT interrupt arrived through the IOAPIC (pin 2, as the MP table says).

@@ -75,9 +75,8 @@ fn set_slot(vm: &VmFd, slot: u32, region: &GuestRegionMmap, flags: u32) -> Resul
         memory_size: size,
         userspace_addr: region.as_ptr() as u64,
     };
-    // SAFETY: the host range is a live mapping of exactly `size` bytes owned by a
-    // region that the Vm keeps alive for as long as the VM fd exists (it is dropped
-    // after the fd, see `Vm`'s field order), and the caller hands out distinct slots.
+    // SAFETY: a live mapping of exactly `size` bytes, kept alive as long as the VM fd (see
+    // `Vm`'s field order: dropped after the fd); the caller hands out distinct slots.
     unsafe { vm.set_user_memory_region(entry) }.map_err(|source| MemoryError::Memslot {
         slot,
         base,

@@ -208,9 +208,8 @@ thread_local! {
 extern "C" fn on_kick(_: libc::c_int) {
     let p = KVM_RUN_PTR.with(|c| c.get());
     if !p.is_null() {
-        // SAFETY: the pointer is this thread's own kvm_run mapping, set while the VcpuFd
-        // that owns it is alive in this thread and cleared before it is dropped; a
-        // volatile one-byte store is what the kernel expects of `immediate_exit`.
+        // SAFETY: this thread's own kvm_run mapping, set while its VcpuFd lives here and
+        // cleared before it drops; `immediate_exit` takes a volatile one-byte store.
         unsafe { std::ptr::addr_of_mut!((*p).immediate_exit).write_volatile(1) };
     }
 }

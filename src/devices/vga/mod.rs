@@ -8,6 +8,7 @@
 //! The device knows nothing of KVM: moving the framebuffer is a call on the
 //! [`LfbMapper`] it was given.
 
+pub mod pci;
 pub mod regs;
 pub mod render;
 pub mod screenshot;

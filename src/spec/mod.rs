@@ -6,6 +6,8 @@
 mod check;
 mod devices;
 pub mod graph;
+mod plan;
+mod props;
 mod resources;
 pub mod show;
 mod topology;

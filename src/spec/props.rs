@@ -1,0 +1,345 @@
+//! Kind-specific properties of devices: serial and debug-console backends, fw_cfg
+//! files, VGA memory, NIC models, MACs and backends, disk images.
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::check::existing_file;
+use super::plan::{loc_of, Plan};
+use super::{CharBackend, DeviceKind, FwCfgData, NicBackend};
+use crate::board::Board;
+use crate::config::model::{DeviceCfg, FwCfgContents, Machine, Props};
+use crate::config::reader::Sp;
+use crate::config::source::{Diagnostic, Loc};
+
+fn char_backend(
+    backend: &Option<Sp<String>>,
+    default: &str,
+    path: &Option<Sp<PathBuf>>,
+    what: &str,
+    loc: &Loc,
+    diags: &mut Vec<Diagnostic>,
+) -> CharBackend {
+    let name = backend.as_ref().map_or(default, |b| b.value.as_str());
+    let bloc = loc_of(backend, loc);
+    let needs_path = matches!(name, "file" | "socket");
+    if let (Some(p), false) = (path, needs_path) {
+        diags.push(
+            Diagnostic::new(
+                &p.loc,
+                format!("`path` of {what} is only used by the file and socket backends"),
+            )
+            .label(format!("backend is \"{name}\"")),
+        );
+    }
+    let path = match (path, needs_path) {
+        (Some(p), true) => {
+            check_parent_dir(p, what, diags);
+            Some(p.value.clone())
+        }
+        (None, true) => {
+            diags.push(
+                Diagnostic::new(
+                    &bloc,
+                    format!("backend \"{name}\" of {what} needs a `path`"),
+                )
+                .label("add `path = \"...\"`"),
+            );
+            None
+        }
+        _ => None,
+    };
+    match (name, path) {
+        ("stdio", _) => CharBackend::Stdio,
+        ("stderr", _) => CharBackend::Stderr,
+        ("file", Some(p)) => CharBackend::File(p),
+        ("socket", Some(p)) => CharBackend::Socket(p),
+        ("pty", _) => CharBackend::Pty,
+        _ => CharBackend::Null,
+    }
+}
+
+/// An output file's directory must exist.
+fn check_parent_dir(p: &Sp<PathBuf>, what: &str, diags: &mut Vec<Diagnostic>) {
+    let dir = p
+        .value
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        diags.push(
+            Diagnostic::new(
+                &p.loc,
+                format!(
+                    "the directory of {} (for {what}) does not exist",
+                    p.value.display()
+                ),
+            )
+            .label("no such directory"),
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn device_kind(
+    p: &Plan<'_>,
+    m: &Machine,
+    board: &Board,
+    macs: &mut Vec<([u8; 6], String, Loc)>,
+    stdio_user: &mut Option<(String, Loc)>,
+    disks: &mut Vec<(PathBuf, bool, String, Loc)>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<DeviceKind> {
+    let d = p.cfg;
+    let what = &p.what;
+    Some(match (d.kind.value.as_str(), &d.props) {
+        ("serial", Props::Serial { backend, path, log }) => {
+            let default = if d.id.value == "com1" {
+                "stdio"
+            } else {
+                "null"
+            };
+            let backend_v = char_backend(backend, default, path, what, &d.loc, diags);
+            if backend_v == CharBackend::Stdio {
+                let loc = loc_of(backend, &d.loc);
+                match stdio_user {
+                    Some((other, oloc)) => diags.push(
+                        Diagnostic::new(
+                            &loc,
+                            format!("{what} and {other} both read standard input"),
+                        )
+                        .label("only one device can have the stdio backend")
+                        .note_at(oloc, format!("{other} is here")),
+                    ),
+                    None => *stdio_user = Some((what.clone(), loc)),
+                }
+            }
+            if let Some(l) = log {
+                check_parent_dir(l, what, diags);
+            }
+            DeviceKind::Serial {
+                backend: backend_v,
+                log: log.as_ref().map(|l| l.value.clone()),
+            }
+        }
+        ("rtc", Props::Rtc { clock }) => DeviceKind::Rtc {
+            localtime: clock.as_ref().is_some_and(|c| c.value == "localtime"),
+        },
+        ("debugcon", Props::Debugcon { backend, path }) => DeviceKind::Debugcon {
+            backend: char_backend(backend, "stderr", path, what, &d.loc, diags),
+        },
+        ("fw_cfg", Props::FwCfg { files }) => {
+            let mut out: Vec<(String, FwCfgData)> = Vec::new();
+            for f in files {
+                let name = &f.name.value;
+                if name.is_empty() || name.len() > 55 {
+                    diags.push(
+                        Diagnostic::new(
+                            &f.name.loc,
+                            format!("fw_cfg file name \"{name}\" must be 1-55 bytes"),
+                        )
+                        .label("bad length"),
+                    );
+                    continue;
+                }
+                if out.iter().any(|(n, _)| n == name) {
+                    diags.push(
+                        Diagnostic::new(
+                            &f.name.loc,
+                            format!("fw_cfg file \"{name}\" is given twice"),
+                        )
+                        .label("duplicate name"),
+                    );
+                    continue;
+                }
+                if !name.starts_with("opt/") {
+                    diags.push(
+                        Diagnostic::new(&f.name.loc, format!("fw_cfg file \"{name}\" must be under \"opt/\""))
+                            .label("user files live in opt/ so they can't shadow the firmware's own (etc/e820, bootorder, ...)"),
+                    );
+                    continue;
+                }
+                let data = match &f.contents {
+                    FwCfgContents::Path(p) => match existing_file(p, "fw_cfg file", diags) {
+                        Some(path) => FwCfgData::File(path),
+                        None => continue,
+                    },
+                    FwCfgContents::String(s) => FwCfgData::Inline(s.value.clone()),
+                };
+                out.push((name.clone(), data));
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            DeviceKind::FwCfg { files: out }
+        }
+        ("vga", Props::Vga { vram }) => {
+            let v = vram.as_ref().map_or(16 << 20, |v| v.value);
+            if let Some(vr) = vram {
+                if !v.is_power_of_two() || !(1 << 20..=256 << 20).contains(&v) {
+                    diags.push(
+                        Diagnostic::new(
+                            &vr.loc,
+                            format!("`vram` of {what} must be a power of two from 1MiB to 256MiB"),
+                        )
+                        .label("bad size"),
+                    );
+                }
+            }
+            DeviceKind::Vga { vram: v }
+        }
+        (
+            "nic",
+            Props::Nic {
+                model,
+                mac,
+                backend,
+                tap,
+                switch,
+            },
+        ) => {
+            let model = model
+                .as_ref()
+                .map_or("virtio-net".to_string(), |m| m.value.clone());
+            let mac = match mac {
+                Some(mac) => {
+                    if let Some((_, other, oloc)) = macs.iter().find(|(x, _, _)| *x == mac.value) {
+                        diags.push(
+                            Diagnostic::new(
+                                &mac.loc,
+                                format!("{what} has the same MAC address as {other}"),
+                            )
+                            .label("duplicate MAC")
+                            .note_at(oloc, format!("{other} is here")),
+                        );
+                    }
+                    mac.value
+                }
+                None => derive_mac(&m.name.value, &d.id.value, macs),
+            };
+            macs.push((mac, what.clone(), d.mac_loc()));
+            let bname = backend.as_ref().map_or("none", |b| b.value.as_str());
+            let bloc = loc_of(backend, &d.loc);
+            if let (Some(t), false) = (tap, bname == "tap") {
+                diags.push(
+                    Diagnostic::new(
+                        &t.loc,
+                        format!("`tap` of {what} is only used by backend \"tap\""),
+                    )
+                    .label(format!("backend is \"{bname}\"")),
+                );
+            }
+            if let (Some(s), false) = (switch, bname == "switch") {
+                diags.push(
+                    Diagnostic::new(
+                        &s.loc,
+                        format!("`switch` of {what} is only used by backend \"switch\""),
+                    )
+                    .label(format!("backend is \"{bname}\"")),
+                );
+            }
+            if let Some(t) = tap {
+                if t.value.is_empty() || t.value.len() > 15 || t.value.contains(['/', ' ', '\0']) {
+                    diags.push(
+                        Diagnostic::new(
+                            &t.loc,
+                            format!("`tap` of {what} is not an interface name"),
+                        )
+                        .label("1-15 characters, no '/' or spaces"),
+                    );
+                }
+            }
+            let backend = match bname {
+                "tap" => NicBackend::Tap(tap.as_ref().map(|t| t.value.clone())),
+                "switch" => match switch {
+                    Some(s) => {
+                        check_parent_dir(s, what, diags);
+                        NicBackend::Switch(s.value.clone())
+                    }
+                    None => {
+                        diags.push(Diagnostic::new(&bloc, format!("backend \"switch\" of {what} needs `switch`, the switch's socket path")).label("add `switch = \"...\"`"));
+                        NicBackend::None
+                    }
+                },
+                _ => NicBackend::None,
+            };
+            DeviceKind::Nic {
+                model,
+                mac,
+                backend,
+            }
+        }
+        (
+            "disk",
+            Props::Disk {
+                path,
+                readonly,
+                format,
+            },
+        ) => {
+            let readonly = readonly.as_ref().is_some_and(|r| r.value);
+            let Some(p) = path else {
+                diags.push(
+                    Diagnostic::new(&d.kind.loc, format!("{what} needs a `path` to its image"))
+                        .label("add `path = \"disk.img\"`"),
+                );
+                return None;
+            };
+            let abs = existing_file(p, "disk image", diags)?;
+            if let Some((_, other_ro, other, oloc)) = disks.iter().find(|(q, ..)| *q == abs) {
+                if !readonly || !other_ro {
+                    diags.push(
+                        Diagnostic::new(
+                            &p.loc,
+                            format!("{what} and {other} use the same image {}", abs.display()),
+                        )
+                        .label("an image written by one device can't be shared")
+                        .note_at(oloc, format!("{other} is here")),
+                    );
+                }
+            }
+            disks.push((abs.clone(), readonly, what.clone(), p.loc.clone()));
+            DeviceKind::Disk {
+                path: abs,
+                readonly,
+                format: format.as_ref().map_or("raw".into(), |f| f.value.clone()),
+            }
+        }
+        ("i8042", _) => DeviceKind::I8042,
+        ("pm", _) => DeviceKind::Pm {
+            s5_typ: board.s5_typ,
+        },
+        ("pit", _) => DeviceKind::Pit,
+        ("pic", _) => DeviceKind::Pic,
+        ("ioapic", _) => DeviceKind::Ioapic,
+        _ => return None,
+    })
+}
+
+impl DeviceCfg {
+    fn mac_loc(&self) -> Loc {
+        match &self.props {
+            Props::Nic { mac: Some(m), .. } => m.loc.clone(),
+            _ => self.id.loc.clone(),
+        }
+    }
+}
+
+/// A locally administered MAC (QEMU's 52:54:00 prefix) from the machine name and the
+/// device id, re-hashed past any collision.
+fn derive_mac(machine: &str, id: &str, macs: &[([u8; 6], String, Loc)]) -> [u8; 6] {
+    for n in 0u32.. {
+        let mut h = Sha256::new();
+        h.update(machine.as_bytes());
+        h.update([0]);
+        h.update(id.as_bytes());
+        if n > 0 {
+            h.update(n.to_le_bytes());
+        }
+        let d = h.finalize();
+        let mac = [0x52, 0x54, 0x00, d[0], d[1], d[2]];
+        if !macs.iter().any(|(x, _, _)| *x == mac) {
+            return mac;
+        }
+    }
+    unreachable!("2^32 collisions")
+}

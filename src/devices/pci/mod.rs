@@ -47,9 +47,16 @@
 //! [`PciDevice::bars`] where the BARs are now and rebuilds its sorted decode table, so
 //! a device never tells the root anything itself.
 
+pub mod bridge;
 pub mod config;
+pub mod i440fx;
+pub mod ich9;
+pub mod piix;
+pub mod q35;
+pub mod root;
 
 pub use config::{BarDef, BarKind, BarRegion, PciConfig, PciIds};
+pub use root::{PciError, PciRoot};
 
 use std::sync::{Arc, Mutex};
 
@@ -183,5 +190,19 @@ pub struct NoMsi;
 impl MsiSender for NoMsi {
     fn send_msi(&self, _address: u64, _data: u32) -> bool {
         false
+    }
+}
+
+/// A function that is nothing but its config space (host bridges, the ISA/LPC bridge,
+/// the PM function): registers the guest writes and reads back.
+#[derive(Debug)]
+pub struct PlainFunction(pub PciConfig);
+
+impl PciDevice for PlainFunction {
+    fn config(&self) -> &PciConfig {
+        &self.0
+    }
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.0
     }
 }

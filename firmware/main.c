@@ -12,6 +12,8 @@ struct options opt = {
 	.timer_ms = 20,
 	.fwcfg = 2,
 	.rtc = 1,
+	.net = 1,
+	.net_wait_ms = 10000,
 };
 const struct hvm_start_info *start_info;
 static const char *cmdline = "";
@@ -93,6 +95,12 @@ static const struct num_option num_options[] = {
 	{ "crash", &opt.crash, 0, 0, 1 },
 	{ "fwcfg", &opt.fwcfg, 0, 0, 1 },
 	{ "rtc", &opt.rtc, 0, 0, 1 },
+	{ "net", &opt.net, 0, 0, 1 },
+	{ "netsend", &opt.net_send, 0, 0, 1000000 },
+	{ "netrecv", &opt.net_recv, 0, 0, 1000000 },
+	{ "netecho", &opt.net_echo, 0, 0, 1000000 },
+	{ "netbench", &opt.net_bench, 0, 0, 10000000 },
+	{ "netwait", &opt.net_wait_ms, 0, 1, 600000 },
 };
 
 static void apply_option(const char *w, usize n)
@@ -356,6 +364,8 @@ void probe_main(u32 si_paddr)
 			rtc_irq_test();
 		}
 	}
+	if (!opt.quick)
+		net_report();
 	if (opt.pio)
 		pio_loop(opt.pio);
 	if (opt.echo)

@@ -157,6 +157,9 @@ void rtc_irq_test(void);
 /* ---- acpi.c ---- */
 void acpi_report(const struct hvm_start_info *si);
 
+/* ---- virtio_net.c ---- */
+void net_report(void);
+
 /* ---- smp.c ---- */
 void smp_start(const struct hvm_start_info *si, u32 expected, u32 wait_ms);
 void ap_main(u64 idx);
@@ -179,6 +182,12 @@ struct options {
 	u32 crash;
 	u32 fwcfg;       /* 0 off, 1 on, 2 (default) on unless quick=1 */
 	u32 rtc;         /* report the CMOS RTC's time (not with quick=1) */
+	u32 net;         /* virtio-net report (default 1) */
+	u32 net_send;    /* netsend=N: broadcast N test frames */
+	u32 net_recv;    /* netrecv=N: wait for N test frames from another MAC */
+	u32 net_echo;    /* netecho=N: answer N test frames back to their sender */
+	u32 net_bench;   /* netbench=N: send N full-size frames, report frames/s */
+	u32 net_wait_ms; /* netwait: bound of netrecv/netecho (default 10000) */
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

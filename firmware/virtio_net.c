@@ -1,0 +1,432 @@
+/* virtio_net.c - the probe's virtio-net driver: find the NIC, report its MAC and link,
+ * and move test frames (netsend / netrecv / netecho / netbench).
+ *
+ * Polled, no interrupts (VIRTQ_AVAIL_F_NO_INTERRUPT): one receive queue of RXQ
+ * buffers of BUF_SIZE bytes (12-byte virtio_net_hdr + a 1514-byte frame fit), one
+ * transmit queue of TXQ buffers. Test frames are broadcast (echoes are unicast),
+ * ethertype 0x88b5 (IEEE local experimental), payload:
+ *   "VMRUNNET" | kind (0 data, 1 echo) | origin MAC (6) | counter (u32 LE) | padding
+ * Report lines (README.md):
+ *   PROBE net dev=<transport>@<addr> mac=<mac> link=up|down features=<hex>
+ *   PROBE net tx frames=N
+ *   PROBE net rx ok frames=N from=<mac> us=T     (or: rx timeout frames=got want=N)
+ *   PROBE net echo frames=N from=<mac>
+ *   PROBE net bench frames=N bytes=B us=T fps=F
+ */
+#include "probe.h"
+
+/* ---------------- a minimal virtio-mmio transport and split virtqueue ----------------
+ * Self-contained until the shared firmware/virtio.c helpers can be used here. */
+#define VIRTIO_ID_NET 1
+#define VIRTIO_F_VERSION_1 (1ull << 32)
+#define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define MMIO_MAGIC 0x74726976u
+enum {
+	R_MAGIC = 0x00, R_VERSION = 0x04, R_DEVICE_ID = 0x08, R_DEV_FEATURES = 0x10,
+	R_DEV_FEATURES_SEL = 0x14, R_DRV_FEATURES = 0x20, R_DRV_FEATURES_SEL = 0x24,
+	R_QUEUE_SEL = 0x30, R_QUEUE_NUM_MAX = 0x34, R_QUEUE_NUM = 0x38, R_QUEUE_READY = 0x44,
+	R_QUEUE_NOTIFY = 0x50, R_STATUS = 0x70, R_QUEUE_DESC = 0x80, R_QUEUE_DRIVER = 0x90,
+	R_QUEUE_DEVICE = 0xa0, R_CONFIG = 0x100,
+};
+
+struct vring_desc {
+	u64 addr;
+	u32 len;
+	u16 flags;
+	u16 next;
+};
+
+struct virtio_dev {
+	u64 base;
+};
+
+struct virtq {
+	u16 index, size, last_used;
+	struct vring_desc *desc;
+	volatile u16 *avail; /* flags, idx, ring[size] */
+	volatile u32 *used;  /* flags|idx, then (id, len) pairs */
+};
+
+#define QMAX 32
+static u8 ring_mem[2][4096] __attribute__((aligned(4096)));
+static u32 rings_used;
+
+static u32 rd(struct virtio_dev *d, u32 r) { return mmio_read32(d->base + r); }
+static void wr(struct virtio_dev *d, u32 r, u32 v) { mmio_write32(d->base + r, v); }
+
+/* Parses "name=value" (hex with 0x, or decimal) from the command line. */
+static int cmdline_u64(const char *name, u64 *v)
+{
+	const char *s = start_info && start_info->cmdline_paddr ? (const char *)start_info->cmdline_paddr : "";
+	usize n = strlen(name);
+	for (usize i = 0; s[i]; i++) {
+		if ((i && s[i - 1] != ' ') || memcmp(s + i, name, n) || s[i + n] != '=')
+			continue;
+		const char *p = s + i + n + 1;
+		u64 x = 0, base = 10;
+		if (p[0] == '0' && p[1] == 'x') {
+			base = 16;
+			p += 2;
+		}
+		for (; *p && *p != ' '; p++) {
+			u64 dg = (*p >= '0' && *p <= '9') ? (u64)(*p - '0') :
+				 (*p >= 'a' && *p <= 'f') ? (u64)(*p - 'a' + 10) : 99;
+			if (dg >= base)
+				return 0;
+			x = x * base + dg;
+		}
+		*v = x;
+		return 1;
+	}
+	return 0;
+}
+
+/* The first virtio-mmio window (from the builder's virtio_mmio= / virtio_mmio_n=)
+ * holding a device of `type`. */
+static int virtio_find(u32 type, struct virtio_dev *d)
+{
+	u64 base, n = 1;
+	if (!cmdline_u64("virtio_mmio", &base))
+		return -1;
+	cmdline_u64("virtio_mmio_n", &n);
+	for (u64 k = 0; k < n && k < 64; k++) {
+		d->base = base + k * 0x200;
+		if (rd(d, R_MAGIC) == MMIO_MAGIC && rd(d, R_VERSION) == 2 && rd(d, R_DEVICE_ID) == type)
+			return 0;
+	}
+	return -1;
+}
+
+/* Reset, acknowledge, negotiate `want` & offered; ~0 when FEATURES_OK is refused. */
+static u64 virtio_init(struct virtio_dev *d, u64 want)
+{
+	wr(d, R_STATUS, 0);
+	wr(d, R_STATUS, 1);
+	wr(d, R_STATUS, 3);
+	wr(d, R_DEV_FEATURES_SEL, 0);
+	u64 f = rd(d, R_DEV_FEATURES);
+	wr(d, R_DEV_FEATURES_SEL, 1);
+	f |= (u64)rd(d, R_DEV_FEATURES) << 32;
+	f &= want;
+	wr(d, R_DRV_FEATURES_SEL, 0);
+	wr(d, R_DRV_FEATURES, (u32)f);
+	wr(d, R_DRV_FEATURES_SEL, 1);
+	wr(d, R_DRV_FEATURES, (u32)(f >> 32));
+	wr(d, R_STATUS, 0xb);
+	return (rd(d, R_STATUS) & 8) ? f : ~0ull;
+}
+
+static int virtq_setup(struct virtio_dev *d, struct virtq *q, u16 index, u16 size)
+{
+	if (rings_used >= 2 || size > QMAX)
+		return -1;
+	u8 *m = ring_mem[rings_used++];
+	memset(m, 0, 4096);
+	wr(d, R_QUEUE_SEL, index);
+	u32 max = rd(d, R_QUEUE_NUM_MAX);
+	if (max < size)
+		size = (u16)max;
+	if (!size)
+		return -1;
+	q->index = index;
+	q->size = size;
+	q->last_used = 0;
+	q->desc = (struct vring_desc *)m;
+	q->avail = (volatile u16 *)(m + 16 * QMAX);
+	q->used = (volatile u32 *)(m + 2048);
+	q->avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	wr(d, R_QUEUE_NUM, size);
+	u64 a[3] = { (u64)q->desc, (u64)q->avail, (u64)q->used };
+	for (int i = 0; i < 3; i++) {
+		wr(d, R_QUEUE_DESC + 0x10 * (u32)i, (u32)a[i]);
+		wr(d, R_QUEUE_DESC + 0x10 * (u32)i + 4, (u32)(a[i] >> 32));
+	}
+	wr(d, R_QUEUE_READY, 1);
+	return 0;
+}
+
+static void virtio_driver_ok(struct virtio_dev *d) { wr(d, R_STATUS, 0xf); }
+static void virtio_notify(struct virtio_dev *d, struct virtq *q) { barrier(); wr(d, R_QUEUE_NOTIFY, q->index); }
+static u8 virtio_cfg_read8(struct virtio_dev *d, u32 off) { return *(volatile u8 *)(d->base + R_CONFIG + off); }
+static void virtio_out_dev(struct virtio_dev *d)
+{
+	out_str("mmio@");
+	out_hex(d->base);
+}
+
+/* Makes descriptor `i` (one buffer) available. */
+static void virtq_add(struct virtq *q, u16 i, u64 addr, u32 len, u16 flags)
+{
+	q->desc[i] = (struct vring_desc){ addr, len, flags, 0 };
+	u16 idx = q->avail[1];
+	q->avail[2 + idx % q->size] = i;
+	barrier();
+	__asm__ volatile("sfence" ::: "memory");
+	q->avail[1] = (u16)(idx + 1);
+}
+
+/* The next used descriptor's id (its length in *len), or -1. */
+static int virtq_used(struct virtq *q, u32 *len)
+{
+	u16 idx = (u16)(q->used[0] >> 16);
+	if (idx == q->last_used)
+		return -1;
+	barrier();
+	u32 slot = q->last_used % q->size;
+	u32 id = q->used[1 + 2 * slot];
+	*len = q->used[2 + 2 * slot];
+	q->last_used++;
+	return (int)id;
+}
+/* ------------------------------------------------------------------------------------ */
+
+#define ETH_TYPE 0x88b5
+#define FRAME_LEN 60      /* minimum Ethernet frame (without FCS) */
+#define BENCH_LEN 1514
+#define HDR 12
+#define BUF_SIZE 2048
+#define RXQ 32
+#define TXQ 32
+#define NET_F_MAC (1ull << 5)
+#define NET_F_STATUS (1ull << 16)
+
+static const u8 magic[8] = { 'V', 'M', 'R', 'U', 'N', 'N', 'E', 'T' };
+static const u8 bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+static struct virtio_dev dev;
+static struct virtq rxq, txq;
+static u8 rx_bufs[RXQ][BUF_SIZE] __attribute__((aligned(4096)));
+static u8 tx_bufs[TXQ][BUF_SIZE] __attribute__((aligned(4096)));
+static u8 mac[6];
+static u32 tx_free = TXQ;
+static u16 tx_next;
+
+static void out_mac(const char *key, const u8 *m)
+{
+	static const char hex[] = "0123456789abcdef";
+	out_char(' ');
+	out_str(key);
+	out_char('=');
+	for (int i = 0; i < 6; i++) {
+		if (i)
+			out_char(':');
+		out_char(hex[m[i] >> 4]);
+		out_char(hex[m[i] & 15]);
+	}
+}
+
+static void rx_post(u16 i)
+{
+	virtq_add(&rxq, i, (u64)rx_bufs[i], BUF_SIZE, VIRTQ_DESC_F_WRITE);
+}
+
+/* Reaps finished transmissions. */
+static void tx_reap(void)
+{
+	u32 len;
+	while (virtq_used(&txq, &len) >= 0)
+		tx_free++;
+}
+
+/* Queues one frame (copied after a zero header); notifies when `kick`. Waits
+ * (bounded) for a free buffer. Returns 0 when the ring stayed full. */
+static int tx_frame(const u8 *f, u32 len, int kick)
+{
+	u64 deadline = tsc_deadline_us(1000000);
+	while (!tx_free) {
+		tx_reap();
+		if (tx_free)
+			break;
+		if (tsc_passed(deadline))
+			return 0;
+		pause();
+	}
+	u16 i = tx_next;
+	tx_next = (u16)((tx_next + 1) % TXQ);
+	tx_free--;
+	memset(tx_bufs[i], 0, HDR);
+	memcpy(tx_bufs[i] + HDR, f, len);
+	virtq_add(&txq, i, (u64)tx_bufs[i], HDR + len, 0);
+	if (kick)
+		virtio_notify(&dev, &txq);
+	return 1;
+}
+
+static u32 build(u8 *f, const u8 *dst, u8 kind, const u8 *origin, u32 counter, u32 len)
+{
+	memset(f, 0, len);
+	memcpy(f, dst, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = ETH_TYPE >> 8;
+	f[13] = ETH_TYPE & 0xff;
+	memcpy(f + 14, magic, 8);
+	f[22] = kind;
+	memcpy(f + 23, origin, 6);
+	for (int i = 0; i < 4; i++)
+		f[29 + i] = (u8)(counter >> (8 * i));
+	return len;
+}
+
+/* One received test frame: where it came from and what it is. */
+struct rx_frame {
+	const u8 *src;
+	const u8 *origin;
+	u8 kind;
+	u32 counter;
+};
+
+/* Polls the receive queue until a test frame from another MAC arrives or the
+ * deadline passes. Other frames are dropped. Returns 1 with *r set. */
+static int rx_wait(u64 deadline, struct rx_frame *r)
+{
+	for (;;) {
+		u32 len;
+		int i = virtq_used(&rxq, &len);
+		if (i < 0) {
+			if (tsc_passed(deadline))
+				return 0;
+			pause();
+			continue;
+		}
+		const u8 *f = rx_bufs[i] + HDR;
+		int ok = i < RXQ && len >= HDR + 33 && f[12] == (ETH_TYPE >> 8) &&
+			 f[13] == (ETH_TYPE & 0xff) && !memcmp(f + 14, magic, 8) &&
+			 memcmp(f + 6, mac, 6);
+		if (ok) {
+			static u8 src[6], origin[6];
+			memcpy(src, f + 6, 6);
+			memcpy(origin, f + 23, 6);
+			r->src = src;
+			r->origin = origin;
+			r->kind = f[22];
+			r->counter = (u32)f[29] | (u32)f[30] << 8 | (u32)f[31] << 16 | (u32)f[32] << 24;
+		}
+		if (i < RXQ) {
+			rx_post((u16)i);
+			virtio_notify(&dev, &rxq);
+		}
+		if (ok)
+			return 1;
+	}
+}
+
+static void net_send(u32 n)
+{
+	u8 f[FRAME_LEN];
+	u32 sent = 0;
+	for (u32 k = 0; k < n; k++)
+		sent += tx_frame(f, build(f, bcast, 0, mac, k, FRAME_LEN), 1);
+	line_start("net tx");
+	kv_dec("frames", sent);
+	out_end();
+}
+
+static void net_recv(u32 n, u32 wait_ms)
+{
+	struct rx_frame r;
+	u8 from[6] = { 0 };
+	u32 got = 0;
+	u64 t0 = 0, deadline = tsc_deadline_us((u64)wait_ms * 1000);
+	while (got < n && rx_wait(deadline, &r)) {
+		if (!got) {
+			t0 = rdtsc();
+			memcpy(from, r.src, 6);
+		}
+		got++;
+	}
+	u64 us = tsc_khz ? (rdtsc() - t0) * 1000 / tsc_khz : 0;
+	if (got == n) {
+		line_start("net rx ok");
+		kv_dec("frames", got);
+		out_mac("from", from);
+		kv_dec("us", us);
+	} else {
+		line_start("net rx timeout");
+		kv_dec("frames", got);
+		kv_dec("want", n);
+	}
+	out_end();
+}
+
+static void net_echo(u32 n, u32 wait_ms)
+{
+	struct rx_frame r;
+	u8 from[6] = { 0 }, f[FRAME_LEN];
+	u32 got = 0;
+	u64 deadline = tsc_deadline_us((u64)wait_ms * 1000);
+	while (got < n && rx_wait(deadline, &r)) {
+		if (r.kind != 0)
+			continue;
+		if (!got)
+			memcpy(from, r.src, 6);
+		/* Unicast back to the sender: the switch's learning path. */
+		tx_frame(f, build(f, r.src, 1, r.origin, r.counter, FRAME_LEN), 1);
+		got++;
+	}
+	line_start(got == n ? "net echo" : "net echo timeout");
+	kv_dec("frames", got);
+	out_mac("from", from);
+	out_end();
+}
+
+static void net_bench(u32 n)
+{
+	static u8 f[BENCH_LEN];
+	u32 sent = 0;
+	u64 t0 = rdtsc();
+	for (u32 k = 0; k < n; k++) {
+		/* Kick once per ring-full (and at the end): fewer exits. */
+		int kick = tx_free == 1 || k + 1 == n;
+		sent += tx_frame(f, build(f, bcast, 0, mac, k, BENCH_LEN), kick);
+	}
+	u64 deadline = tsc_deadline_us(1000000);
+	while (tx_free < TXQ && !tsc_passed(deadline))
+		tx_reap();
+	u64 us = tsc_khz ? (rdtsc() - t0) * 1000 / tsc_khz : 0;
+	line_start("net bench");
+	kv_dec("frames", sent);
+	kv_dec("bytes", (u64)sent * BENCH_LEN);
+	kv_dec("us", us);
+	kv_dec("fps", us ? (u64)sent * 1000000 / us : 0);
+	out_end();
+}
+
+void net_report(void)
+{
+	if (!opt.net)
+		return;
+	if (virtio_find(VIRTIO_ID_NET, &dev) < 0)
+		return; /* no NIC: no line */
+	u64 want = VIRTIO_F_VERSION_1 | NET_F_MAC | NET_F_STATUS;
+	u64 got = virtio_init(&dev, want);
+	int ok = got != ~0ull && virtq_setup(&dev, &rxq, 0, RXQ) == 0 &&
+		 virtq_setup(&dev, &txq, 1, TXQ) == 0;
+	if (ok) {
+		for (u16 i = 0; i < RXQ; i++)
+			rx_post(i);
+		virtio_driver_ok(&dev);
+		virtio_notify(&dev, &rxq);
+	}
+	for (int i = 0; i < 6; i++)
+		mac[i] = virtio_cfg_read8(&dev, (u32)i);
+	u16 status = (u16)(virtio_cfg_read8(&dev, 6) | virtio_cfg_read8(&dev, 7) << 8);
+	line_start(ok ? "net" : "net fail");
+	out_str(" dev=");
+	virtio_out_dev(&dev);
+	out_mac("mac", mac);
+	kv_str("link", !(got & NET_F_STATUS) ? "unknown" : (status & 1) ? "up" : "down");
+	kv_hex("features", got);
+	out_end();
+	if (!ok)
+		return;
+	u32 wait = opt.net_wait_ms;
+	if (opt.net_send)
+		net_send(opt.net_send);
+	if (opt.net_recv)
+		net_recv(opt.net_recv, wait);
+	if (opt.net_echo)
+		net_echo(opt.net_echo, wait);
+	if (opt.net_bench)
+		net_bench(opt.net_bench);
+}

@@ -15,3 +15,4 @@ pub trait NetBackend: Send {
     /// The fd that polls readable when a frame waits.
     fn fd(&self) -> std::os::fd::RawFd;
 }
+pub mod disk;

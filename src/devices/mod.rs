@@ -48,4 +48,5 @@ pub mod post;
 pub mod reset;
 pub mod serial;
 pub mod vga;
+pub mod virtio;
 pub mod pci;

@@ -37,6 +37,11 @@ pub enum AttachError {
     EventFd(std::io::Error),
     #[error("device `{id}`: {source}")]
     FwCfg { id: String, source: FwCfgError },
+    #[error("device `{id}`: {source}")]
+    Disk {
+        id: String,
+        source: crate::backends::disk::DiskError,
+    },
 }
 
 /// What the builder gets back: the buses' contents, the event loop's input sources,
@@ -96,7 +101,7 @@ pub fn attach(
     spec: &MachineSpec,
     vm: &Vm,
     pio: &mut Bus,
-    _mmio: &mut Bus,
+    mmio: &mut Bus,
 ) -> Result<Attached, AttachError> {
     let post = Post::new();
     let stats = post.stats();
@@ -194,7 +199,12 @@ pub fn attach(
                 }
                 out.fw_cfg = Some(dev);
             }
-            DeviceKind::Vga { .. } | DeviceKind::Nic { .. } | DeviceKind::Disk { .. } => {
+            DeviceKind::Disk {
+                path,
+                readonly,
+                format,
+            } => disk(vm, mmio, d, path, *readonly, format, &mut out)?,
+            DeviceKind::Vga { .. } | DeviceKind::Nic { .. } => {
                 out.missing.push(format!("{} ({})", d.id, d.kind.name()));
             }
         }
@@ -310,4 +320,31 @@ fn serial(
         space: Some(waker),
     });
     Ok(())
+}
+
+/// A virtio-blk disk: the image opened (and locked) now, so that a busy image stops
+/// the VM before it runs; the virtio-mmio transport at the spec's window and GSI.
+fn disk(
+    vm: &Vm,
+    mmio: &mut Bus,
+    d: &DeviceSpec,
+    path: &std::path::Path,
+    readonly: bool,
+    format: &str,
+    out: &mut Attached,
+) -> Result<(), AttachError> {
+    use crate::backends::disk::DiskImage;
+    use crate::devices::virtio::{blk::Blk, mmio::MmioTransport};
+    let Some((base, len)) = d.mmio else {
+        // virtio-pci disks come with the PCI transport.
+        out.missing.push(format!("{} ({} on PCI)", d.id, d.kind.name()));
+        return Ok(());
+    };
+    let image = DiskImage::open(path, readonly, format).map_err(|source| AttachError::Disk {
+        id: d.id.clone(),
+        source,
+    })?;
+    let blk = Blk::new(image, &d.id);
+    let dev = MmioTransport::new(Box::new(blk), vm.memory().clone(), irq(vm, d.irq));
+    insert(mmio, shared(dev), base, len, &d.id)
 }

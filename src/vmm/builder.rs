@@ -374,6 +374,14 @@ pub fn probe_cmdline(spec: &MachineSpec, extra: &str) -> String {
             c += &format!(" pm={:#x} s5={s5_typ}", io as u32 + 4);
         }
     }
+    // virtio-mmio windows: the first and how many 0x200-byte slots to scan.
+    let bases: Vec<u64> = (spec.devices.iter())
+        .filter(|d| matches!(d.kind, DeviceKind::Disk { .. } | DeviceKind::Nic { .. }))
+        .filter_map(|d| d.mmio.map(|m| m.0))
+        .collect();
+    if let (Some(lo), Some(hi)) = (bases.iter().min(), bases.iter().max()) {
+        c += &format!(" virtio_mmio={lo:#x} virtio_mmio_n={}", (hi - lo) / 0x200 + 1);
+    }
     if !extra.is_empty() {
         c.push(' ');
         c.push_str(extra);

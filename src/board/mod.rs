@@ -2,6 +2,49 @@
 //! the PCI slots the chipset takes, its default devices, and where the 32-bit PCI hole
 //! starts. Boards are data; `spec` reads them.
 
+/// The default devices of the PC boards (pc, q35): QEMU's set, with the VGA at `$vga`.
+macro_rules! pc_defaults {
+    ($vga:literal) => {
+        concat!(
+            r#"
+[[device]]
+id = "com1"
+kind = "serial"
+io = 0x3f8
+irq = 4
+backend = "stdio"
+
+[[device]]
+id = "rtc"
+kind = "rtc"
+
+[[device]]
+id = "i8042"
+kind = "i8042"
+
+[[device]]
+id = "pit"
+kind = "pit"
+
+[[device]]
+id = "pm"
+kind = "pm"
+
+[[device]]
+id = "fw_cfg"
+kind = "fw_cfg"
+
+[[device]]
+id = "vga"
+kind = "vga"
+"#,
+            "addr = \"",
+            $vga,
+            "\"\n"
+        )
+    };
+}
+
 mod microvm;
 mod pc;
 mod q35;
@@ -125,6 +168,17 @@ impl Board {
         v
     }
 }
+
+/// Ports the PC boards' chipsets decode themselves.
+const PC_CHIPSET_IO: &[(u16, u16, &str)] = &[
+    (0x61, 1, "system control port B (PIT speaker, in KVM)"),
+    (0x80, 1, "POST diagnostic port"),
+    (
+        0xcf8,
+        8,
+        "PCI configuration ports and reset control (0xcf9)",
+    ),
+];
 
 const fn addr(slot: u8, func: u8) -> PciAddr {
     PciAddr { slot, func }

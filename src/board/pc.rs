@@ -1,6 +1,6 @@
 //! `pc`: QEMU's i440FX + PIIX3/PIIX4 board.
 
-use super::{addr, Board, BoardKind, PciRoot, INTRINSIC};
+use super::{addr, Board, BoardKind, PciRoot, INTRINSIC, PC_CHIPSET_IO};
 
 pub static BOARD: Board = Board {
     kind: BoardKind::Pc,
@@ -20,15 +20,7 @@ pub static BOARD: Board = Board {
         // SeaBIOS and QEMU route PIRQ A-D to IRQ 10, 10, 11, 11.
         pirq_gsi: [10, 10, 11, 11],
     }),
-    chipset_io: &[
-        (0x61, 1, "system control port B (PIT speaker, in KVM)"),
-        (0x80, 1, "POST diagnostic port"),
-        (
-            0xcf8,
-            8,
-            "PCI configuration ports and reset control (0xcf9)",
-        ),
-    ],
+    chipset_io: PC_CHIPSET_IO,
     chipset_mmio: &[
         (0xfec0_0000, 0x1000, "IOAPIC"),
         (0xfed0_0000, 0x400, "HPET"),
@@ -36,39 +28,7 @@ pub static BOARD: Board = Board {
         (0xff00_0000, 0x100_0000, "firmware ROM"),
     ],
     intrinsic: INTRINSIC,
-    defaults: r#"
-[[device]]
-id = "com1"
-kind = "serial"
-io = 0x3f8
-irq = 4
-backend = "stdio"
-
-[[device]]
-id = "rtc"
-kind = "rtc"
-
-[[device]]
-id = "i8042"
-kind = "i8042"
-
-[[device]]
-id = "pit"
-kind = "pit"
-
-[[device]]
-id = "pm"
-kind = "pm"
-
-[[device]]
-id = "fw_cfg"
-kind = "fw_cfg"
-
-[[device]]
-id = "vga"
-kind = "vga"
-addr = "02.0"
-"#,
+    defaults: pc_defaults!("02.0"),
     max_cpus: 255,
     min_memory: 16 << 20,
     low_limit_small: 0xe000_0000,

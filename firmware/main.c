@@ -12,6 +12,7 @@ struct options opt = {
 	.timer_ms = 20,
 	.fwcfg = 2,
 	.rtc = 1,
+	.vga = 1,
 	.net = 1,
 	.net_wait_ms = 10000,
 };
@@ -115,6 +116,16 @@ static void apply_option(const char *w, usize n)
 	const char *val = w + k + 1;
 	usize vn = n - k - 1;
 
+	if (word_is(w, k, "vga")) {
+		static const char *const modes[] = { "0", "text", "gfx" };
+		for (u32 i = 0; i < ARRAY_LEN(modes); i++)
+			if (word_is(val, vn, modes[i])) {
+				opt.vga = i;
+				return;
+			}
+		bad_option(w, n, "invalid");
+		return;
+	}
 	if (word_is(w, k, "exit")) {
 		static const char *const modes[] = { "poweroff", "triple", "reset", "halt" };
 		static const u32 codes[] = { EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
@@ -366,6 +377,7 @@ void probe_main(u32 si_paddr)
 	}
 	if (!opt.quick)
 		net_report();
+	vga_report();
 	if (opt.pio)
 		pio_loop(opt.pio);
 	if (opt.echo)

@@ -160,6 +160,10 @@ void acpi_report(const struct hvm_start_info *si);
 /* ---- virtio_net.c ---- */
 void net_report(void);
 
+/* ---- vga.c ---- */
+void vga_report(void);
+u8 vga_glyph_row(u8 ch, u32 row);
+
 /* ---- smp.c ---- */
 void smp_start(const struct hvm_start_info *si, u32 expected, u32 wait_ms);
 void ap_main(u64 idx);
@@ -188,6 +192,7 @@ struct options {
 	u32 net_echo;    /* netecho=N: answer N test frames back to their sender */
 	u32 net_bench;   /* netbench=N: send N full-size frames, report frames/s */
 	u32 net_wait_ms; /* netwait: bound of netrecv/netecho (default 10000) */
+	u32 vga;         /* vga=0|text|gfx: 0, 1 (default), 2 */
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

@@ -35,6 +35,10 @@ struct RunArgs {
     /// Stop the machine after this long (e.g. 30s, 2m); exit code 124.
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<std::time::Duration>,
+    /// Write a PNG of the VGA screen to FILE when the machine stops; SIGUSR1 writes
+    /// FILE-N.png (or <machine name>-N.png) while it runs.
+    #[arg(long, value_name = "FILE")]
+    screenshot_on_exit: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -112,6 +116,7 @@ fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
     let opts = vmrun::vmm::builder::RunOptions {
         timeout: args.timeout,
         probe,
+        screenshot_on_exit: args.screenshot_on_exit,
     };
     let report = vmrun::vmm::builder::run(&spec, &opts)
         .with_context(|| format!("{}: cannot run the machine", file.display()))?;

@@ -38,6 +38,11 @@ pub enum AttachError {
     #[error("device `{id}`: {source}")]
     FwCfg { id: String, source: FwCfgError },
     #[error("device `{id}`: {source}")]
+    Vga {
+        id: String,
+        source: crate::devices::vga::VgaError,
+    },
+    #[error("device `{id}`: {source}")]
     Disk {
         id: String,
         source: crate::backends::disk::DiskError,
@@ -55,6 +60,8 @@ pub struct Attached {
     pub terminal: Vec<chardev::TermGuard>,
     /// The fw_cfg device, for steps that add files to it (ACPI tables, ...).
     pub fw_cfg: Option<Arc<Mutex<FwCfg>>>,
+    /// The VGA (for screenshots, and the PCI root).
+    pub vga: Option<Arc<Mutex<crate::devices::vga::pci::StdVga>>>,
 }
 
 fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
@@ -112,6 +119,7 @@ pub fn attach(
         missing: Vec::new(),
         terminal: Vec::new(),
         fw_cfg: None,
+        vga: None,
     };
     if spec.board.board().pci.is_some() {
         // The PCI configuration ports come with PCI (a later issue); until then the
@@ -204,7 +212,8 @@ pub fn attach(
                 readonly,
                 format,
             } => disk(vm, mmio, d, path, *readonly, format, &mut out)?,
-            DeviceKind::Vga { .. } | DeviceKind::Nic { .. } => {
+            DeviceKind::Vga { vram } => vga(spec, vm, pio, mmio, d, *vram, &mut out)?,
+            DeviceKind::Nic { .. } => {
                 out.missing.push(format!("{} ({})", d.id, d.kind.name()));
             }
         }
@@ -347,4 +356,67 @@ fn disk(
     let blk = Blk::new(image, &d.id);
     let dev = MmioTransport::new(Box::new(blk), vm.memory().clone(), irq(vm, d.irq));
     insert(mmio, shared(dev), base, len, &d.id)
+}
+
+/// Moves the VGA's framebuffer memslot when the guest moves BAR0.
+struct LfbSlot {
+    slot: super::memory::DeviceSlot,
+    id: String,
+}
+
+impl crate::devices::vga::LfbMapper for LfbSlot {
+    fn map(&mut self, gpa: Option<u64>) {
+        if let Err(e) = self.slot.map(gpa) {
+            // The guest put the BAR over something else: accesses then exit and reach
+            // VRAM through the PCI root, slowly but correctly.
+            eprintln!("vmrun: warning: device `{}`: framebuffer not mapped: {e}", self.id);
+        }
+    }
+}
+
+/// The std VGA: legacy registers, the DISPI ports and the 0xA0000 window on the buses;
+/// the framebuffer a memslot that follows BAR0; vgabios as its option ROM when a
+/// firmware boots (it runs the ROM).
+fn vga(
+    spec: &MachineSpec,
+    vm: &Vm,
+    pio: &mut Bus,
+    mmio: &mut Bus,
+    d: &DeviceSpec,
+    vram: u64,
+    out: &mut Attached,
+) -> Result<(), AttachError> {
+    use crate::devices::vga::{self, pci::StdVga, Vga};
+    let mut dev = Vga::new(vram).map_err(|source| AttachError::Vga {
+        id: d.id.clone(),
+        source,
+    })?;
+    let v = dev.vram();
+    let slot = super::memory::DeviceSlot::new(
+        vm.fd().clone(),
+        vm.reserve_slot(),
+        v.host_addr(),
+        v.len() as u64,
+        v.keepalive(),
+    );
+    dev.set_lfb_mapper(Box::new(LfbSlot {
+        slot,
+        id: d.id.clone(),
+    }));
+    let rom = spec
+        .boot
+        .firmware
+        .as_ref()
+        .and_then(|_| crate::boot::firmware::find_option_rom("vgabios-stdvga.bin").ok())
+        .and_then(|p| std::fs::read(p).ok());
+    let dev = shared(StdVga::new(dev, rom));
+    insert(pio, dev.clone(), vga::VGA_IO_BASE, vga::VGA_IO_LEN, &d.id)?;
+    insert(pio, dev.clone(), vga::DISPI_IO_BASE, vga::DISPI_IO_LEN, &d.id)?;
+    if let Some((base, len)) = d.mmio {
+        if base == vga::WINDOW_BASE {
+            insert(mmio, dev.clone(), base, len, &d.id)?;
+        }
+    }
+    out.vga = Some(dev);
+    Ok(())
 }

@@ -72,6 +72,9 @@ pub struct RunOptions {
     /// Boot the built-in probe instead of the machine's kernel, with these extra options
     /// on its command line.
     pub probe: Option<String>,
+    /// Write a screenshot of the VGA here when the run ends; SIGUSR1 shots go next to
+    /// it as `<FILE>-N.png` (`<machine name>-N.png` without it).
+    pub screenshot_on_exit: Option<std::path::PathBuf>,
 }
 
 /// What a finished run reports.
@@ -106,7 +109,17 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
     // Machine init and memory.
     let mut vm = Vm::new(&kvm)?;
     let ram = ram_regions(spec);
-    vm.add_ram(&ram.iter().map(|r| (r.base, r.size)).collect::<Vec<_>>())?;
+    // A VGA's legacy window is MMIO, not RAM: no memslot there.
+    let holes: Vec<(u64, u64)> = spec
+        .devices
+        .iter()
+        .filter(|d| matches!(d.kind, DeviceKind::Vga { .. }))
+        .filter_map(|d| d.mmio)
+        .collect();
+    vm.add_ram_with_holes(
+        &ram.iter().map(|r| (r.base, r.size)).collect::<Vec<_>>(),
+        &holes,
+    )?;
     vm.set_tss_address(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
 
     // Interrupt controllers and the PIT, before any vCPU.
@@ -172,13 +185,78 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
     let buses = Arc::new(Buses { pio, mmio });
     let running = vcpu::start(vcpus, buses)?;
     let terminal = attached.terminal;
-    let reason = event_loop::run(running, attached.sources, opts.timeout, move || {
-        drop(terminal)
-    });
+    let shots = screenshots(spec, opts, attached.vga.clone());
+    let mut on_usr1 = shots.on_request();
+    let reason = event_loop::run_with_usr1(
+        running,
+        attached.sources,
+        opts.timeout,
+        &mut on_usr1,
+        move || drop(terminal),
+    );
+    shots.on_exit();
     Ok(RunReport {
         reason,
         post_writes: attached.post.writes(),
     })
+}
+
+/// Screenshots of the machine's VGA: on request (SIGUSR1) and at the end of the run.
+struct Screenshots {
+    vga: Option<Arc<std::sync::Mutex<crate::devices::vga::pci::StdVga>>>,
+    on_exit: Option<std::path::PathBuf>,
+    base: std::path::PathBuf,
+}
+
+fn screenshots(
+    spec: &MachineSpec,
+    opts: &RunOptions,
+    vga: Option<Arc<std::sync::Mutex<crate::devices::vga::pci::StdVga>>>,
+) -> Screenshots {
+    Screenshots {
+        vga,
+        on_exit: opts.screenshot_on_exit.clone(),
+        base: opts
+            .screenshot_on_exit
+            .clone()
+            .unwrap_or_else(|| spec.name.clone().into()),
+    }
+}
+
+impl Screenshots {
+    fn shoot(vga: &Option<Arc<std::sync::Mutex<crate::devices::vga::pci::StdVga>>>, path: &std::path::Path) {
+        use crate::devices::vga::screenshot;
+        let Some(vga) = vga else {
+            eprintln!("vmrun: no screenshot {}: the machine has no VGA", path.display());
+            return;
+        };
+        let frame = vga.lock().unwrap_or_else(|p| p.into_inner()).vga().render();
+        match screenshot::save_png(&frame, path) {
+            Ok(()) => eprintln!(
+                "vmrun: screenshot {} ({}x{})",
+                path.display(),
+                frame.width,
+                frame.height
+            ),
+            Err(e) => eprintln!("vmrun: {e}"),
+        }
+    }
+
+    /// The SIGUSR1 handler: the next numbered file.
+    fn on_request(&self) -> impl FnMut() + '_ {
+        let mut n = 0u32;
+        move || {
+            n += 1;
+            let path = crate::devices::vga::screenshot::numbered_path(&self.base, n);
+            Self::shoot(&self.vga, &path);
+        }
+    }
+
+    fn on_exit(&self) {
+        if let Some(p) = &self.on_exit {
+            Self::shoot(&self.vga, p);
+        }
+    }
 }
 
 /// The guest's physical address width, as CPUID leaf 0x8000_0008 reports it.

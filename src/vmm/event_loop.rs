@@ -85,7 +85,7 @@ fn exit_signal_set() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
             libc::sigaddset(&mut set, s);
         }
         set
@@ -148,13 +148,24 @@ fn pollfd(fd: RawFd) -> libc::pollfd {
 /// Runs until the first thing ends the run, then stops and joins every vCPU, calls
 /// `restore` (put the terminal back) and returns why the run ended.
 pub fn run(
-    mut vcpus: RunningVcpus,
-    mut sources: Vec<InputSource>,
+    vcpus: RunningVcpus,
+    sources: Vec<InputSource>,
     timeout: Option<Duration>,
     restore: impl FnOnce(),
 ) -> ExitReason {
+    run_with_usr1(vcpus, sources, timeout, &mut || {}, restore)
+}
+
+/// [`run`], calling `on_usr1` for every SIGUSR1 (a screenshot request); the run goes on.
+pub fn run_with_usr1(
+    mut vcpus: RunningVcpus,
+    mut sources: Vec<InputSource>,
+    timeout: Option<Duration>,
+    on_usr1: &mut dyn FnMut(),
+    restore: impl FnOnce(),
+) -> ExitReason {
     let old_mask = block_exit_signals();
-    let reason = wait(&vcpus, &mut sources, timeout);
+    let reason = wait(&vcpus, &mut sources, timeout, on_usr1);
     vcpus.stop();
     vcpus.join();
     restore();
@@ -168,6 +179,7 @@ fn wait(
     vcpus: &RunningVcpus,
     sources: &mut [InputSource],
     timeout: Option<Duration>,
+    on_usr1: &mut dyn FnMut(),
 ) -> ExitReason {
     let sigfd = match SignalFd::new() {
         Ok(fd) => fd,
@@ -225,8 +237,10 @@ fn wait(
             return ExitReason::InternalError(format!("poll failed: {e}"));
         }
         if fds[1].revents != 0 {
-            if let Some(sig) = sigfd.read() {
-                return ExitReason::Signal(sig);
+            match sigfd.read() {
+                Some(libc::SIGUSR1) => on_usr1(),
+                Some(sig) => return ExitReason::Signal(sig),
+                None => {}
             }
         }
         for (k, &(i, is_waker)) in which.iter().enumerate() {

@@ -96,6 +96,126 @@ pub fn register_ram(vm: &VmFd, mem: &GuestMemoryMmap, first_slot: u32) -> Result
     Ok(slot)
 }
 
+/// Like [`register_ram`], but leaves the `(base, len)` holes (page-aligned) out of the
+/// memslots, so guest accesses there exit as MMIO (the VGA window at 0xA0000 inside
+/// the low RAM mapping). The mapping itself stays whole.
+pub fn register_ram_except(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    first_slot: u32,
+    holes: &[(u64, u64)],
+) -> Result<u32, MemoryError> {
+    let mut slot = first_slot;
+    for region in mem.iter() {
+        let (start, end) = (region.start_addr().0, region.start_addr().0 + region.len());
+        let mut pieces = vec![(start, end)];
+        for &(hb, hl) in holes {
+            let he = hb.saturating_add(hl);
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(s, e)| {
+                    if he <= s || e <= hb {
+                        vec![(s, e)]
+                    } else {
+                        [(s, hb.max(s)), (he.min(e), e)]
+                            .into_iter()
+                            .filter(|(a, b)| a < b)
+                            .collect()
+                    }
+                })
+                .collect();
+        }
+        for (s, e) in pieces {
+            let entry = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: s,
+                memory_size: e - s,
+                userspace_addr: region.as_ptr() as u64 + (s - start),
+            };
+            // SAFETY: as in `set_slot`: a sub-range of a live mapping the Vm keeps alive
+            // longer than the VM fd, in a slot nobody else uses.
+            unsafe { vm.set_user_memory_region(entry) }.map_err(|source| {
+                MemoryError::Memslot {
+                    slot,
+                    base: s,
+                    size: e - s,
+                    source,
+                }
+            })?;
+            slot += 1;
+        }
+    }
+    Ok(slot)
+}
+
+/// A memslot a device maps and moves at run time (the VGA's framebuffer BAR): host
+/// memory the device owns, shown at whatever guest address its BAR holds.
+pub struct DeviceSlot {
+    vm: std::sync::Arc<VmFd>,
+    slot: u32,
+    host: u64,
+    size: u64,
+    /// Keeps the host mapping alive while the slot may point at it.
+    _keep: std::sync::Arc<dyn Send + Sync>,
+    mapped: bool,
+}
+
+impl DeviceSlot {
+    /// `host`..`host + size` must be a live mapping that `keep` owns.
+    pub fn new(
+        vm: std::sync::Arc<VmFd>,
+        slot: u32,
+        host: u64,
+        size: u64,
+        keep: std::sync::Arc<dyn Send + Sync>,
+    ) -> Self {
+        Self {
+            vm,
+            slot,
+            host,
+            size,
+            _keep: keep,
+            mapped: false,
+        }
+    }
+
+    /// Shows the memory at `gpa` (page-aligned), or removes it (None).
+    pub fn map(&mut self, gpa: Option<u64>) -> Result<(), MemoryError> {
+        if self.mapped {
+            self.set(0, 0)?;
+            self.mapped = false;
+        }
+        if let Some(gpa) = gpa {
+            check_ranges(&[(gpa, self.size)])?;
+            self.set(gpa, self.size)?;
+            self.mapped = true;
+        }
+        Ok(())
+    }
+
+    fn set(&self, gpa: u64, size: u64) -> Result<(), MemoryError> {
+        let entry = kvm_userspace_memory_region {
+            slot: self.slot,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: self.host,
+        };
+        // SAFETY: the host range is a live mapping of `self.size` bytes kept alive by
+        // `_keep` (dropped after the slot is deleted or with the VM); the slot number
+        // was reserved for this device alone.
+        unsafe { self.vm.set_user_memory_region(entry) }.map_err(|source| {
+            MemoryError::Memslot {
+                slot: self.slot,
+                base: gpa,
+                size,
+                source,
+            }
+        })
+    }
+}
+
 /// A read-only region: the guest reads it as memory, its writes exit as MMIO (and,
 /// with nothing on the MMIO bus there, are dropped, as a real ROM ignores them).
 pub struct Rom {

@@ -57,6 +57,10 @@ pub enum VmError {
     PitBeforeIrqchip,
 }
 
+/// First memslot number for device memory mapped at run time (RAM and ROMs use
+/// the numbers below; every KVM offers at least 509 slots).
+pub const DEVICE_SLOT_BASE: u32 = 256;
+
 /// A KVM VM and the memory it owns.
 ///
 /// Field order matters: the VM fd is dropped before the mappings its memslots point at.
@@ -67,6 +71,7 @@ pub struct Vm {
     next_slot: u32,
     irqchip: bool,
     readonly_mem: bool,
+    device_slots: std::sync::atomic::AtomicU32,
 }
 
 impl Vm {
@@ -80,6 +85,7 @@ impl Vm {
             next_slot: 0,
             irqchip: false,
             readonly_mem: kvm.has_readonly_mem(),
+            device_slots: DEVICE_SLOT_BASE.into(),
         })
     }
 
@@ -123,6 +129,30 @@ impl Vm {
         self.next_slot = memory::register_ram(&self.fd, &memory, self.next_slot)?;
         self.memory = memory;
         Ok(())
+    }
+
+    /// Like [`Self::add_ram`], but the `(base, len)` holes inside RAM get no memslot:
+    /// guest accesses there exit as MMIO (a VGA's 0xA0000 window).
+    pub fn add_ram_with_holes(
+        &mut self,
+        regions: &[(u64, u64)],
+        holes: &[(u64, u64)],
+    ) -> Result<(), VmError> {
+        if self.memory.num_regions() != 0 {
+            return Err(VmError::RamTwice);
+        }
+        let memory = memory::map_ram(regions)?;
+        self.next_slot = memory::register_ram_except(&self.fd, &memory, self.next_slot, holes)?;
+        self.memory = memory;
+        Ok(())
+    }
+
+    /// A memslot number of its own for a device that maps memory at run time (see
+    /// [`memory::DeviceSlot`]).
+    /// Device slots count from [`DEVICE_SLOT_BASE`], clear of RAM and ROM slots.
+    pub fn reserve_slot(&self) -> u32 {
+        self.device_slots
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `KVM_CREATE_IRQCHIP`: the in-kernel 8259 pair, IOAPIC and per-vCPU LAPICs, with

@@ -133,6 +133,7 @@ impl Vga {
                 // access through the window sees VRAM linearly.
                 self.regs.gr[6] = (self.regs.gr[6] & !0x0c) | 0x05;
                 self.regs.seq[4] |= 0x08;
+                self.regs.seq[2] |= 0x0f;
             }
             DispiEffect::Disabled | DispiEffect::None => {}
         }

@@ -232,18 +232,30 @@ fn check_boot(m: &Machine, diags: &mut Vec<Diagnostic>) -> BootSpec {
 /// accepts; finding out here keeps the build stage from failing on the user's file.
 fn check_kernel_format(path: &Path, a: &Artifact, diags: &mut Vec<Diagnostic>) {
     use crate::boot::{bzimage, elf};
-    let Ok(image) = std::fs::read(path) else { return };
+    let Ok(image) = std::fs::read(path) else {
+        return;
+    };
     let problem = if bzimage::is_bzimage(&image) {
-        bzimage::parse_header(&image).err().map(|e| format!("bad bzImage: {e}"))
+        bzimage::parse_header(&image)
+            .err()
+            .map(|e| format!("bad bzImage: {e}"))
     } else if elf::is_elf(&image) {
-        elf::parse(&image).err().map(|e| format!("bad ELF kernel: {e}"))
+        elf::parse(&image)
+            .err()
+            .map(|e| format!("bad ELF kernel: {e}"))
     } else {
-        Some("not a bzImage (no HdrS setup header at 0x202) and not an ELF (no \\x7fELF magic)".to_string())
+        Some(
+            "not a bzImage (no HdrS setup header at 0x202) and not an ELF (no \\x7fELF magic)"
+                .to_string(),
+        )
     };
     if let Some(p) = problem {
         diags.push(
-            Diagnostic::new(&a.path.loc, format!("kernel {} can't be booted: {p}", path.display()))
-                .label("expected a bzImage, an ELF vmlinux or a PVH ELF"),
+            Diagnostic::new(
+                &a.path.loc,
+                format!("kernel {} can't be booted: {p}", path.display()),
+            )
+            .label("expected a bzImage, an ELF vmlinux or a PVH ELF"),
         );
     }
 }

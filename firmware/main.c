@@ -12,6 +12,10 @@ struct options opt = {
 	.timer_ms = 20,
 	.fwcfg = 2,
 	.rtc = 1,
+	.virtio_pci = 1,
+	.blk = 1,
+	.blk_write = 1,
+	.blk_sectors = 8,
 	.vga = 1,
 	.net = 1,
 	.net_wait_ms = 10000,
@@ -96,6 +100,13 @@ static const struct num_option num_options[] = {
 	{ "crash", &opt.crash, 0, 0, 1 },
 	{ "fwcfg", &opt.fwcfg, 0, 0, 1 },
 	{ "rtc", &opt.rtc, 0, 0, 1 },
+	{ "virtio_mmio", &opt.virtio_mmio, 1, 0, ~0ul },
+	{ "virtio_mmio_n", &opt.virtio_mmio_n, 0, 0, 64 },
+	{ "virtio_pci", &opt.virtio_pci, 0, 0, 1 },
+	{ "blk", &opt.blk, 0, 0, 1 },
+	{ "blkwrite", &opt.blk_write, 0, 0, 1 },
+	{ "blksectors", &opt.blk_sectors, 0, 0, 128 },
+	{ "blkbench", &opt.blk_bench, 0, 0, 65536 },
 	{ "net", &opt.net, 0, 0, 1 },
 	{ "netsend", &opt.net_send, 0, 0, 1000000 },
 	{ "netrecv", &opt.net_recv, 0, 0, 1000000 },
@@ -375,6 +386,8 @@ void probe_main(u32 si_paddr)
 			rtc_irq_test();
 		}
 	}
+	if (opt.blk)
+		blk_report();
 	if (!opt.quick)
 		net_report();
 	vga_report();

@@ -164,6 +164,47 @@ void net_report(void);
 void vga_report(void);
 u8 vga_glyph_row(u8 ch, u32 row);
 
+/* ---- virtio.c: virtio-mmio / virtio-pci discovery, polled split virtqueues ---- */
+#define VQ_MAX 32 /* descriptors per queue: one 4 KiB page holds the rings */
+struct vq_desc {
+	u64 addr;
+	u32 len;
+	u16 flags;
+	u16 next;
+};
+struct vdev {
+	u32 type, pci, bdf, notify_mult;
+	u64 base;   /* mmio: the window; pci: the common configuration structure */
+	u64 notify, isr, devcfg, offered;
+};
+struct vq {
+	struct vdev *dev;
+	u16 index, size, last_used, next;
+	struct vq_desc *desc;
+	volatile u16 *avail;
+	volatile u32 *used;
+	u64 notify_addr;
+};
+struct vbuf {
+	u64 addr;
+	u32 len;
+	u32 write; /* device-writable */
+};
+int vdev_find(u32 type, u32 nth, struct vdev *d);
+void vdev_describe(const struct vdev *d);
+u64 vdev_init(struct vdev *d, u64 want); /* accepted features, ~0 if refused */
+u32 vdev_status(struct vdev *d);
+void vdev_driver_ok(struct vdev *d);
+u8 vdev_cfg8(struct vdev *d, u32 off);
+u32 vdev_cfg32(struct vdev *d, u32 off);
+int vq_setup(struct vdev *d, struct vq *q, u16 index, u16 size, u8 *page4k);
+int vq_submit(struct vq *q, const struct vbuf *bufs, u32 n); /* head, or -1 */
+int vq_poll(struct vq *q, u32 *len);                         /* used head, or -1 */
+int vq_wait(struct vq *q, u32 *len, u64 spins);              /* -2: needs reset */
+
+/* ---- virtio_blk.c ---- */
+void blk_report(void);
+
 /* ---- smp.c ---- */
 void smp_start(const struct hvm_start_info *si, u32 expected, u32 wait_ms);
 void ap_main(u64 idx);
@@ -193,6 +234,13 @@ struct options {
 	u32 net_bench;   /* netbench=N: send N full-size frames, report frames/s */
 	u32 net_wait_ms; /* netwait: bound of netrecv/netecho (default 10000) */
 	u32 vga;         /* vga=0|text|gfx: 0, 1 (default), 2 */
+	u64 virtio_mmio;   /* virtio_mmio=BASE: first virtio-mmio window */
+	u32 virtio_mmio_n; /* virtio_mmio_n=N: 0x200-byte windows to scan (default 8) */
+	u32 virtio_pci;    /* virtio_pci=0 skips the PCI scan */
+	u32 blk;           /* blk=0 skips the disks */
+	u32 blk_write;     /* blkwrite=0: read-only check */
+	u32 blk_sectors;   /* blksectors=N: sectors written and read back (default 8) */
+	u32 blk_bench;     /* blkbench=MiB: throughput */
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

@@ -18,7 +18,7 @@
 #define VGA_ATTR 0x1e
 #define VGA_W 320
 #define VGA_H 200
-#define VGA_LFB_DEFAULT 0xe0000000u
+#define VGA_LFB_DEFAULT 0xf0000000u /* clear of virtio BARs (from 0xE0000000) and q35 ECAM */
 
 static const char vga_text[] = "VMRUN VGA";
 

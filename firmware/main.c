@@ -19,6 +19,7 @@ struct options opt = {
 	.vga = 1,
 	.net = 1,
 	.net_wait_ms = 10000,
+	.pci = 1,
 };
 const struct hvm_start_info *start_info;
 static const char *cmdline = "";
@@ -100,6 +101,7 @@ static const struct num_option num_options[] = {
 	{ "crash", &opt.crash, 0, 0, 1 },
 	{ "fwcfg", &opt.fwcfg, 0, 0, 1 },
 	{ "rtc", &opt.rtc, 0, 0, 1 },
+	{ "pci", &opt.pci, 0, 0, 1 },
 	{ "virtio_mmio", &opt.virtio_mmio, 1, 0, ~0ul },
 	{ "virtio_mmio_n", &opt.virtio_mmio_n, 0, 0, 64 },
 	{ "virtio_pci", &opt.virtio_pci, 0, 0, 1 },
@@ -388,6 +390,8 @@ void probe_main(u32 si_paddr)
 	}
 	if (opt.blk)
 		blk_report();
+	if (opt.pci)
+		pci_report();
 	if (!opt.quick)
 		net_report();
 	vga_report();

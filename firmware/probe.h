@@ -160,6 +160,11 @@ void acpi_report(const struct hvm_start_info *si);
 /* ---- virtio_net.c ---- */
 void net_report(void);
 
+/* ---- pci.c: configuration mechanism #1, bus scan (bdf = bus << 8 | dev << 3 | fn) ---- */
+void pci_report(void);
+u32 pcicfg_read32(u32 bdf, u32 reg);
+void pcicfg_write32(u32 bdf, u32 reg, u32 v);
+
 /* ---- vga.c ---- */
 void vga_report(void);
 u8 vga_glyph_row(u8 ch, u32 row);
@@ -233,6 +238,7 @@ struct options {
 	u32 net_echo;    /* netecho=N: answer N test frames back to their sender */
 	u32 net_bench;   /* netbench=N: send N full-size frames, report frames/s */
 	u32 net_wait_ms; /* netwait: bound of netrecv/netecho (default 10000) */
+	u32 pci;         /* pci=0 skips the PCI scan */
 	u32 vga;         /* vga=0|text|gfx: 0, 1 (default), 2 */
 	u64 virtio_mmio;   /* virtio_mmio=BASE: first virtio-mmio window */
 	u32 virtio_mmio_n; /* virtio_mmio_n=N: 0x200-byte windows to scan (default 8) */

@@ -182,7 +182,11 @@ fn build_and_run(spec: &MachineSpec, opts: &RunOptions) -> Result<RunReport, Bui
     }
 
     // Run: the vCPU threads and the main event loop, until something ends the run.
-    let buses = Arc::new(Buses { pio, mmio });
+    let buses = Arc::new(Buses {
+        pio,
+        mmio,
+        pci: attached.pci.clone(),
+    });
     let running = vcpu::start(vcpus, buses)?;
     let terminal = attached.terminal;
     let shots = screenshots(spec, opts, attached.vga.clone());

@@ -86,6 +86,11 @@ impl Bus {
         true
     }
 
+    /// Whether a device on the bus decodes `addr`.
+    pub fn decodes(&self, addr: u64) -> bool {
+        self.find(addr).is_some()
+    }
+
     /// A guest write at `addr`. Writes nothing decodes are dropped, as on real buses.
     pub fn write(&self, addr: u64, data: &[u8]) -> Option<VmEvent> {
         let e = self.find(addr)?;

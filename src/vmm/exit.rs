@@ -82,11 +82,13 @@ impl From<VmEvent> for ExitReason {
     }
 }
 
-/// The two buses a vCPU exit can land on.
+/// The two buses a vCPU exit can land on, and the PCI root that decodes BARs for
+/// addresses neither bus decodes.
 #[derive(Default)]
 pub struct Buses {
     pub pio: Bus,
     pub mmio: Bus,
+    pub pci: Option<std::sync::Arc<crate::devices::pci::PciRoot>>,
 }
 
 /// What the vCPU loop does after an exit.
@@ -140,19 +142,41 @@ fn stop_on(event: Option<VmEvent>) -> Flow {
 pub fn handle_exit(exit: VcpuExit<'_>, buses: &Buses) -> Result<Flow, VcpuError> {
     match exit {
         VcpuExit::IoIn(port, data) => {
-            if !buses.pio.read(u64::from(port), data) {
+            let port = u64::from(port);
+            if !buses.pio.read(port, data)
+                && !buses.pci.as_ref().is_some_and(|p| p.io_read(port, data))
+            {
                 data.fill(0xff);
             }
             Ok(Flow::Continue)
         }
-        VcpuExit::IoOut(port, data) => Ok(stop_on(buses.pio.write(u64::from(port), data))),
+        VcpuExit::IoOut(port, data) => {
+            let port = u64::from(port);
+            if !buses.pio.decodes(port) {
+                if let Some(p) = &buses.pci {
+                    p.io_write(port, data);
+                }
+                return Ok(Flow::Continue);
+            }
+            Ok(stop_on(buses.pio.write(port, data)))
+        }
         VcpuExit::MmioRead(addr, data) => {
-            if !buses.mmio.read(addr, data) {
+            if !buses.mmio.read(addr, data)
+                && !buses.pci.as_ref().is_some_and(|p| p.mmio_read(addr, data))
+            {
                 data.fill(0xff);
             }
             Ok(Flow::Continue)
         }
-        VcpuExit::MmioWrite(addr, data) => Ok(stop_on(buses.mmio.write(addr, data))),
+        VcpuExit::MmioWrite(addr, data) => {
+            if !buses.mmio.decodes(addr) {
+                if let Some(p) = &buses.pci {
+                    p.mmio_write(addr, data);
+                }
+                return Ok(Flow::Continue);
+            }
+            Ok(stop_on(buses.mmio.write(addr, data)))
+        }
         // With the in-kernel LAPIC, HLT waits in the kernel; one reaching us is not a
         // power-off, and the next KVM_RUN waits for the interrupt.
         VcpuExit::Hlt => Ok(Flow::Continue),

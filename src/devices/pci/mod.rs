@@ -52,11 +52,13 @@ pub mod config;
 pub mod i440fx;
 pub mod ich9;
 pub mod piix;
+pub mod ports;
 pub mod q35;
 pub mod root;
 
 pub use config::{BarDef, BarKind, BarRegion, PciConfig, PciIds};
-pub use root::{PciError, PciRoot};
+pub use ports::{Ecam, PciPorts};
+pub use root::{PciError, PciRoot, ECAM_BASE, ECAM_SIZE};
 
 use std::sync::{Arc, Mutex};
 

@@ -3,6 +3,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::*;
 use crate::devices::pci::regs::*;
 use crate::devices::pci::{BarDef, PciConfig, PciIds};
+use crate::devices::pci::{Ecam, PciPorts};
+use crate::devices::{BusDevice, VmEvent};
 
 /// A device with an I/O BAR 0 (32 bytes) and a 64-bit memory BAR 2 (16 KiB) whose
 /// reads return the BAR index and offset.

@@ -354,6 +354,13 @@ pub fn resolve(
                 diags,
             );
             ranges.push((0x3b0, 0x30));
+            io.claim(
+                0x1ce,
+                2,
+                owner(&format!("{} (Bochs VBE DISPI ports)", p.what), &p.cfg.loc),
+                diags,
+            );
+            ranges.push((0x1ce, 2));
             mmio.claim(
                 0xa0000,
                 0x20000,

@@ -14,9 +14,9 @@ use crate::devices::cmos::{BootDevice, Cmos, CmosLayout, HostWallClock};
 use crate::devices::debugcon::DebugCon;
 use crate::devices::fw_cfg::{self, FwCfg, FwCfgError};
 use crate::devices::i8042::I8042;
-use crate::devices::pci::{Ecam, PciError, PciPorts, PciRoot, SharedPciDevice};
 use crate::devices::pm::{HostMonotonic, Pm, PmConfig};
 use crate::devices::post::{Post, PostStats};
+use crate::devices::reset::ResetControl;
 use crate::devices::serial::Serial;
 use crate::devices::{BusDevice, IrqLine};
 use crate::spec::{CharBackend, DeviceKind, DeviceSpec, MachineSpec};
@@ -37,8 +37,16 @@ pub enum AttachError {
     EventFd(std::io::Error),
     #[error("device `{id}`: {source}")]
     FwCfg { id: String, source: FwCfgError },
-    #[error("PCI: {0}")]
-    Pci(#[from] PciError),
+    #[error("device `{id}`: {source}")]
+    Tap {
+        id: String,
+        source: crate::backends::tap::TapError,
+    },
+    #[error("device `{id}`: {source}")]
+    Switch {
+        id: String,
+        source: crate::backends::switch::SwitchError,
+    },
     #[error("device `{id}`: {source}")]
     Vga {
         id: String,
@@ -62,8 +70,6 @@ pub struct Attached {
     pub terminal: Vec<chardev::TermGuard>,
     /// The fw_cfg device, for steps that add files to it (ACPI tables, ...).
     pub fw_cfg: Option<Arc<Mutex<FwCfg>>>,
-    /// The PCI root (pc, q35): PCI devices go on it with [`add_pci`].
-    pub pci: Option<Arc<PciRoot>>,
     /// The VGA (for screenshots, and the PCI root).
     pub vga: Option<Arc<Mutex<crate::devices::vga::pci::StdVga>>>,
 }
@@ -123,10 +129,13 @@ pub fn attach(
         missing: Vec::new(),
         terminal: Vec::new(),
         fw_cfg: None,
-        pci: None,
         vga: None,
     };
-    out.pci = pci_root(spec, vm, pio, mmio)?;
+    if spec.board.board().pci.is_some() {
+        // The PCI configuration ports come with PCI (a later issue); until then the
+        // chipset's reset control register answers byte accesses at 0xcf9 on its own.
+        insert(pio, shared(ResetControl::new()), 0xcf9, 1, "reset")?;
+    }
     for d in &spec.devices {
         match &d.kind {
             DeviceKind::Serial { backend, log } => {
@@ -214,48 +223,14 @@ pub fn attach(
                 format,
             } => disk(vm, mmio, d, path, *readonly, format, &mut out)?,
             DeviceKind::Vga { vram } => vga(spec, vm, pio, mmio, d, *vram, &mut out)?,
-            DeviceKind::Nic { .. } => {
-                out.missing.push(format!("{} ({})", d.id, d.kind.name()));
-            }
+            DeviceKind::Nic {
+                model,
+                mac,
+                backend,
+            } => nic(vm, mmio, d, model, mac, backend, &mut out)?,
         }
     }
     Ok(out)
-}
-
-/// The PCI root with the board's chipset functions and the spec's bridges; its config
-/// ports at 0xCF8 (reset control at 0xCF9 included) and, on q35, the ECAM window.
-fn pci_root(
-    spec: &MachineSpec,
-    vm: &Vm,
-    pio: &mut Bus,
-    mmio: &mut Bus,
-) -> Result<Option<Arc<PciRoot>>, AttachError> {
-    let fd = vm.fd().clone();
-    let lines = Box::new(move |gsi| {
-        Arc::new(super::irq::KvmIrqLine::new(fd.clone(), gsi)) as Arc<dyn IrqLine>
-    });
-    let Some(root) = PciRoot::from_spec(spec, lines)? else {
-        return Ok(None);
-    };
-    let root = Arc::new(root);
-    let ports = shared(PciPorts::new(root.clone()));
-    use crate::devices::pci::root::{CONFIG_PORTS, CONFIG_PORTS_LEN};
-    insert(pio, ports, CONFIG_PORTS, CONFIG_PORTS_LEN, "pci")?;
-    if spec.board == crate::board::BoardKind::Q35 {
-        use crate::devices::pci::{ECAM_BASE, ECAM_SIZE};
-        let ecam = shared(Ecam::new(root.clone()));
-        insert(mmio, ecam, ECAM_BASE, ECAM_SIZE, "pci")?;
-    }
-    Ok(Some(root))
-}
-
-/// Puts a PCI device at its spec placement on the PCI root (the device's INTx pin, if
-/// any, drives the placement's GSI).
-pub fn add_pci(out: &Attached, d: &DeviceSpec, dev: SharedPciDevice) -> Result<(), AttachError> {
-    match (&out.pci, &d.pci) {
-        (Some(root), Some(p)) => Ok(root.add_device(p, dev)?),
-        _ => Ok(()),
-    }
 }
 
 fn chardev_kind(b: &CharBackend) -> ChardevKind {
@@ -455,5 +430,73 @@ fn vga(
         }
     }
     out.vga = Some(dev);
+    Ok(())
+}
+
+/// A NIC: its backend opened now (a missing TAP device stops the VM before it runs),
+/// the device on its transport, and its receive side in the event loop: the backend's
+/// fd, with the waker the driver's receive-queue kick rings when the device had no
+/// buffer for a frame (see `devices::virtio::net`).
+fn nic(
+    vm: &Vm,
+    mmio: &mut Bus,
+    d: &DeviceSpec,
+    model: &str,
+    mac: &[u8; 6],
+    backend: &crate::spec::NicBackend,
+    out: &mut Attached,
+) -> Result<(), AttachError> {
+    use crate::backends::{switch::SwitchPort, tap::Tap, NetBackend};
+    use crate::devices::virtio::{mmio::MmioTransport, net::Net};
+    use crate::spec::NicBackend;
+    if model != "virtio-net" {
+        out.missing
+            .push(format!("{} ({} {model})", d.id, d.kind.name()));
+        return Ok(());
+    }
+    let Some((base, len)) = d.mmio else {
+        // virtio-pci NICs come with the PCI transport.
+        out.missing
+            .push(format!("{} ({} on PCI)", d.id, d.kind.name()));
+        return Ok(());
+    };
+    let id = || d.id.clone();
+    let link: Option<Box<dyn NetBackend>> = match backend {
+        NicBackend::None => None,
+        NicBackend::Tap(name) => Some(Box::new(
+            Tap::open(name.as_deref()).map_err(|source| AttachError::Tap { id: id(), source })?,
+        )),
+        NicBackend::Switch(dir) => {
+            Some(Box::new(SwitchPort::open(dir, *mac).map_err(|source| {
+                AttachError::Switch { id: id(), source }
+            })?))
+        }
+    };
+    let (net, rx) = Net::new(*mac, link);
+    let dev = MmioTransport::new(Box::new(net), vm.memory().clone(), irq(vm, d.irq));
+    insert(mmio, shared(dev), base, len, &d.id)?;
+    net_rx_source(rx, out)
+}
+
+/// The event loop's side of a NIC: pump frames in while the guest has buffers.
+fn net_rx_source(
+    rx: crate::devices::virtio::net::NetRx,
+    out: &mut Attached,
+) -> Result<(), AttachError> {
+    use crate::devices::virtio::net::RxState;
+    let Some(fd) = rx.fd() else {
+        return Ok(());
+    };
+    let waker = Waker::new().map_err(AttachError::EventFd)?;
+    let w = waker.clone();
+    rx.set_waker(Box::new(move || w.wake()));
+    out.sources.push(InputSource {
+        fd,
+        on_readable: Box::new(move || match rx.pump() {
+            RxState::Open => Input::Open,
+            RxState::NoBuffers => Input::Full,
+        }),
+        space: Some(waker),
+    });
     Ok(())
 }

@@ -15,6 +15,7 @@
 pub mod blk;
 pub mod common;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 #[cfg(test)]
 pub mod testutil;

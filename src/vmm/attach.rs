@@ -14,9 +14,9 @@ use crate::devices::cmos::{BootDevice, Cmos, CmosLayout, HostWallClock};
 use crate::devices::debugcon::DebugCon;
 use crate::devices::fw_cfg::{self, FwCfg, FwCfgError};
 use crate::devices::i8042::I8042;
+use crate::devices::pci::{Ecam, PciError, PciPorts, PciRoot, SharedPciDevice};
 use crate::devices::pm::{HostMonotonic, Pm, PmConfig};
 use crate::devices::post::{Post, PostStats};
-use crate::devices::reset::ResetControl;
 use crate::devices::serial::Serial;
 use crate::devices::{BusDevice, IrqLine};
 use crate::spec::{CharBackend, DeviceKind, DeviceSpec, MachineSpec};
@@ -47,6 +47,8 @@ pub enum AttachError {
         id: String,
         source: crate::backends::switch::SwitchError,
     },
+    #[error("PCI: {0}")]
+    Pci(#[from] PciError),
     #[error("device `{id}`: {source}")]
     Vga {
         id: String,
@@ -70,6 +72,8 @@ pub struct Attached {
     pub terminal: Vec<chardev::TermGuard>,
     /// The fw_cfg device, for steps that add files to it (ACPI tables, ...).
     pub fw_cfg: Option<Arc<Mutex<FwCfg>>>,
+    /// The PCI root (pc, q35): PCI devices go on it with [`add_pci`].
+    pub pci: Option<Arc<PciRoot>>,
     /// The VGA (for screenshots, and the PCI root).
     pub vga: Option<Arc<Mutex<crate::devices::vga::pci::StdVga>>>,
 }
@@ -129,13 +133,10 @@ pub fn attach(
         missing: Vec::new(),
         terminal: Vec::new(),
         fw_cfg: None,
+        pci: None,
         vga: None,
     };
-    if spec.board.board().pci.is_some() {
-        // The PCI configuration ports come with PCI (a later issue); until then the
-        // chipset's reset control register answers byte accesses at 0xcf9 on its own.
-        insert(pio, shared(ResetControl::new()), 0xcf9, 1, "reset")?;
-    }
+    out.pci = pci_root(spec, vm, pio, mmio)?;
     for d in &spec.devices {
         match &d.kind {
             DeviceKind::Serial { backend, log } => {
@@ -231,6 +232,42 @@ pub fn attach(
         }
     }
     Ok(out)
+}
+
+/// The PCI root with the board's chipset functions and the spec's bridges; its config
+/// ports at 0xCF8 (reset control at 0xCF9 included) and, on q35, the ECAM window.
+fn pci_root(
+    spec: &MachineSpec,
+    vm: &Vm,
+    pio: &mut Bus,
+    mmio: &mut Bus,
+) -> Result<Option<Arc<PciRoot>>, AttachError> {
+    let fd = vm.fd().clone();
+    let lines = Box::new(move |gsi| {
+        Arc::new(super::irq::KvmIrqLine::new(fd.clone(), gsi)) as Arc<dyn IrqLine>
+    });
+    let Some(root) = PciRoot::from_spec(spec, lines)? else {
+        return Ok(None);
+    };
+    let root = Arc::new(root);
+    let ports = shared(PciPorts::new(root.clone()));
+    use crate::devices::pci::root::{CONFIG_PORTS, CONFIG_PORTS_LEN};
+    insert(pio, ports, CONFIG_PORTS, CONFIG_PORTS_LEN, "pci")?;
+    if spec.board == crate::board::BoardKind::Q35 {
+        use crate::devices::pci::{ECAM_BASE, ECAM_SIZE};
+        let ecam = shared(Ecam::new(root.clone()));
+        insert(mmio, ecam, ECAM_BASE, ECAM_SIZE, "pci")?;
+    }
+    Ok(Some(root))
+}
+
+/// Puts a PCI device at its spec placement on the PCI root (the device's INTx pin, if
+/// any, drives the placement's GSI).
+pub fn add_pci(out: &Attached, d: &DeviceSpec, dev: SharedPciDevice) -> Result<(), AttachError> {
+    match (&out.pci, &d.pci) {
+        (Some(root), Some(p)) => Ok(root.add_device(p, dev)?),
+        _ => Ok(()),
+    }
 }
 
 fn chardev_kind(b: &CharBackend) -> ChardevKind {

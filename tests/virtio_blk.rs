@@ -141,6 +141,22 @@ fn microvm_mmio_read_write_and_readonly() {
 }
 
 #[test]
+fn pc_pci_read_write_and_readonly() {
+    if !kvm_usable() {
+        return;
+    }
+    rw_and_ro("pc", "pci@00:");
+}
+
+#[test]
+fn q35_pci_read_write_and_readonly() {
+    if !kvm_usable() {
+        return;
+    }
+    rw_and_ro("q35", "pci@00:");
+}
+
+#[test]
 fn lock_and_kill_after_flush() {
     if !kvm_usable() {
         return;

@@ -393,17 +393,23 @@ fn disk(
 ) -> Result<(), AttachError> {
     use crate::backends::disk::DiskImage;
     use crate::devices::virtio::{blk::Blk, mmio::MmioTransport};
-    let Some((base, len)) = d.mmio else {
-        // virtio-pci disks come with the PCI transport.
-        out.missing.push(format!("{} ({} on PCI)", d.id, d.kind.name()));
-        return Ok(());
-    };
     let image = DiskImage::open(path, readonly, format).map_err(|source| AttachError::Disk {
         id: d.id.clone(),
         source,
     })?;
-    let blk = Blk::new(image, &d.id);
-    let dev = MmioTransport::new(Box::new(blk), vm.memory().clone(), irq(vm, d.irq));
+    let blk = Box::new(Blk::new(image, &d.id));
+    if d.pci.is_some() {
+        // virtio-pci: MSI-X through KVM_SIGNAL_MSI, INTx on the placement's GSI.
+        use crate::devices::virtio::pci::VirtioPci;
+        let msi = Arc::new(super::irq::KvmMsi::new(vm.fd().clone()));
+        let dev = VirtioPci::new(blk, vm.memory().clone(), 0x018000, msi);
+        return add_pci(out, d, Arc::new(Mutex::new(dev)));
+    }
+    let Some((base, len)) = d.mmio else {
+        out.missing.push(format!("{} ({})", d.id, d.kind.name()));
+        return Ok(());
+    };
+    let dev = MmioTransport::new(blk, vm.memory().clone(), irq(vm, d.irq));
     insert(mmio, shared(dev), base, len, &d.id)
 }
 

@@ -79,6 +79,32 @@ pub fn set_pc_routing(vm: &VmFd) -> Result<(), IrqError> {
     vm.set_gsi_routing(&table).map_err(IrqError::Routing)
 }
 
+/// Delivers a PCI device's MSI / MSI-X messages with `KVM_SIGNAL_MSI` (the in-kernel
+/// LAPICs decode address and data as the guest programmed them).
+pub struct KvmMsi {
+    vm: Arc<VmFd>,
+}
+
+impl KvmMsi {
+    pub fn new(vm: Arc<VmFd>) -> Self {
+        Self { vm }
+    }
+}
+
+impl crate::devices::pci::MsiSender for KvmMsi {
+    fn send_msi(&self, address: u64, data: u32) -> bool {
+        let msi = kvm_bindings::kvm_msi {
+            address_lo: address as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        // 0 means the guest masked it at the LAPIC: still delivered as far as the
+        // device is concerned.
+        self.vm.signal_msi(msi).is_ok()
+    }
+}
+
 /// A GSI driven with `KVM_IRQ_LINE`.
 pub struct KvmIrqLine {
     vm: Arc<VmFd>,

@@ -16,6 +16,7 @@ pub mod blk;
 pub mod common;
 pub mod mmio;
 pub mod net;
+pub mod pci;
 pub mod queue;
 #[cfg(test)]
 pub mod testutil;

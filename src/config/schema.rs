@@ -324,7 +324,7 @@ pub const NIC: &[Field] = &[
         "switch",
         Ty::Path,
         "",
-        "Lab switch socket (backend switch).",
+        "Lab switch directory (backend switch), shared by the NICs on it.",
     ),
 ];
 pub const DISK: &[Field] = &[

@@ -88,6 +88,15 @@ fn pc_seabios_boots_the_probe() {
     assert!(log.contains("Found 2 cpu(s)"), "{ctx}");
     assert!(log.contains("1: /rom@genroms/pvh.bin"), "bootorder: {ctx}");
     assert!(log.contains("Booting from ROM"), "{ctx}");
+    // PCI through 0xCF8/0xCFC: the host bridge, PIIX3 ISA and PIIX4 PM functions.
+    assert!(!log.contains("Detected non-PCI system"), "{ctx}");
+    for f in [
+        "00:00.0 id=8086:1237",
+        "00:01.0 id=8086:7000",
+        "00:01.3 id=8086:7113",
+    ] {
+        assert!(log.contains(&format!("PCI: init bdf={f}")), "{f}: {ctx}");
+    }
     // The probe it booted.
     let lines = parse_report(&report).unwrap_or_else(|e| panic!("bad report ({e}): {ctx}"));
     let tag = |t: &'static str| {
@@ -154,4 +163,9 @@ fn q35_seabios_reaches_its_boot_stage() {
     );
     assert!(log.contains("Found 4 cpu(s)"), "{log}");
     assert!(log.contains("Booting from Hard Disk"), "{log}");
+    // PCI through 0xCF8/0xCFC and ECAM: the Q35 host bridge and the ICH9 LPC bridge.
+    assert!(!log.contains("Detected non-PCI system"), "{log}");
+    for f in ["00:00.0 id=8086:29c0", "00:1f.0 id=8086:2918"] {
+        assert!(log.contains(&format!("PCI: init bdf={f}")), "{f}: {log}");
+    }
 }

@@ -497,12 +497,6 @@ fn nic(
             .push(format!("{} ({} {model})", d.id, d.kind.name()));
         return Ok(());
     }
-    let Some((base, len)) = d.mmio else {
-        // virtio-pci NICs come with the PCI transport.
-        out.missing
-            .push(format!("{} ({} on PCI)", d.id, d.kind.name()));
-        return Ok(());
-    };
     let id = || d.id.clone();
     let link: Option<Box<dyn NetBackend>> = match backend {
         NicBackend::None => None,
@@ -516,6 +510,19 @@ fn nic(
         }
     };
     let (net, rx) = Net::new(*mac, link);
+    if d.pci.is_some() {
+        // virtio-pci (class 0x020000, Ethernet): MSI-X through KVM_SIGNAL_MSI, INTx on
+        // the placement's GSI.
+        use crate::devices::virtio::pci::VirtioPci;
+        let msi = Arc::new(super::irq::KvmMsi::new(vm.fd().clone()));
+        let dev = VirtioPci::new(Box::new(net), vm.memory().clone(), 0x020000, msi);
+        add_pci(out, d, Arc::new(Mutex::new(dev)))?;
+        return net_rx_source(rx, out);
+    }
+    let Some((base, len)) = d.mmio else {
+        out.missing.push(format!("{} ({})", d.id, d.kind.name()));
+        return Ok(());
+    };
     let dev = MmioTransport::new(Box::new(net), vm.memory().clone(), irq(vm, d.irq));
     insert(mmio, shared(dev), base, len, &d.id)?;
     net_rx_source(rx, out)

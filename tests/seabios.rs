@@ -129,8 +129,17 @@ fn q35_seabios_reaches_its_boot_stage() {
     let t = Instant::now();
     // With nothing to boot SeaBIOS waits forever (etc/boot-fail-wait = -1): stop it once
     // its log says it got there.
+    let shot = file.with_extension("png");
+    let _ = std::fs::remove_file(&shot);
     let mut child = Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(["run", file.to_str().unwrap(), "--timeout", "120s"])
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--timeout",
+            "120s",
+            "--screenshot-on-exit",
+        ])
+        .arg(&shot)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -146,10 +155,36 @@ fn q35_seabios_reaches_its_boot_stage() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let secs = t.elapsed().as_secs_f64();
-    let _ = child.kill();
+    // SIGTERM: vmrun stops the machine and writes the screenshot on its way out.
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
     let log = read(&dbg);
     eprintln!("q35 + SeaBIOS to its boot stage: {secs:.1} s");
+    // SeaBIOS ran Debian's vgabios-stdvga.bin as the VGA's option ROM, and the screen
+    // (text mode, the font vgabios loaded) shows SeaBIOS's banner on the first text row.
+    assert!(log.contains("Start SeaVGABIOS"), "{log}");
+    let png = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = png.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, bpp) = (info.width as usize, info.line_size / info.width as usize);
+    let lit = |y0: usize, y1: usize| {
+        (y0..y1)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .filter(|&(x, y)| buf[y * info.line_size + x * bpp] > 0x80)
+            .count()
+    };
+    assert_eq!(
+        (info.width, info.height),
+        (720, 400),
+        "80x25 text mode, 9x16 cells"
+    );
+    assert!(lit(0, 16) > 200, "banner on text row 0");
+    assert!(
+        lit(384, 400) < 40,
+        "the last row is empty but for the cursor"
+    );
     assert!(reached, "vmrun ended before SeaBIOS's boot stage:\n{log}");
     assert!(log.contains("Found QEMU fw_cfg"), "{log}");
     // 5 GiB on q35: 2 GiB below the PCI hole, 3 GiB from 4 GiB.

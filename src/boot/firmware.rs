@@ -179,7 +179,11 @@ pub fn reset_msrs() -> Vec<kvm_msr_entry> {
 /// Where option ROMs ([`PVH_ROM`], [`LINUX_ROM`]) are looked up, in this order: the
 /// directory named by `VMRUN_OPTION_ROM_DIR` if set, then Debian's `qemu-system-data`
 /// (`/usr/share/qemu`), then the upstream QEMU install prefix.
-pub const OPTION_ROM_DIRS: &[&str] = &["/usr/share/qemu", "/usr/local/share/qemu"];
+pub const OPTION_ROM_DIRS: &[&str] = &[
+    "/usr/share/qemu",
+    "/usr/local/share/qemu",
+    "/usr/share/seabios",
+];
 /// QEMU's option ROM that enters a PVH ELF already in RAM (reads the entry point and
 /// the command line from fw_cfg, the memory map from int 15h e820).
 pub const PVH_ROM: &str = "pvh.bin";

@@ -472,6 +472,7 @@ fn vga(
             insert(mmio, dev.clone(), base, len, &d.id)?;
         }
     }
+    add_pci(out, d, dev.clone())?;
     out.vga = Some(dev);
     Ok(())
 }

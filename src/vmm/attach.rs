@@ -424,7 +424,10 @@ impl crate::devices::vga::LfbMapper for LfbSlot {
         if let Err(e) = self.slot.map(gpa) {
             // The guest put the BAR over something else: accesses then exit and reach
             // VRAM through the PCI root, slowly but correctly.
-            eprintln!("vmrun: warning: device `{}`: framebuffer not mapped: {e}", self.id);
+            eprintln!(
+                "vmrun: warning: device `{}`: framebuffer not mapped: {e}",
+                self.id
+            );
         }
     }
 }
@@ -466,7 +469,13 @@ fn vga(
         .and_then(|p| std::fs::read(p).ok());
     let dev = shared(StdVga::new(dev, rom));
     insert(pio, dev.clone(), vga::VGA_IO_BASE, vga::VGA_IO_LEN, &d.id)?;
-    insert(pio, dev.clone(), vga::DISPI_IO_BASE, vga::DISPI_IO_LEN, &d.id)?;
+    insert(
+        pio,
+        dev.clone(),
+        vga::DISPI_IO_BASE,
+        vga::DISPI_IO_LEN,
+        &d.id,
+    )?;
     if let Some((base, len)) = d.mmio {
         if base == vga::WINDOW_BASE {
             insert(mmio, dev.clone(), base, len, &d.id)?;

@@ -18,8 +18,8 @@ use crate::arch::x86_64::cpuid::{self, CpuidError};
 use crate::arch::x86_64::e820::{E820Entry, E820Type};
 use crate::arch::x86_64::layout::{self, RamRegion};
 use crate::arch::x86_64::mptable::{self, MpConfig, MpTableError, PciIntx};
-use crate::arch::x86_64::regs::MsrConfig;
 use crate::arch::x86_64::regs::BootEntry;
+use crate::arch::x86_64::regs::MsrConfig;
 use crate::boot::firmware::{self, FirmwareError};
 use crate::boot::linux::{self, BootError, BootSetup};
 use crate::boot::probe;
@@ -228,10 +228,16 @@ fn screenshots(
 }
 
 impl Screenshots {
-    fn shoot(vga: &Option<Arc<std::sync::Mutex<crate::devices::vga::pci::StdVga>>>, path: &std::path::Path) {
+    fn shoot(
+        vga: &Option<Arc<std::sync::Mutex<crate::devices::vga::pci::StdVga>>>,
+        path: &std::path::Path,
+    ) {
         use crate::devices::vga::screenshot;
         let Some(vga) = vga else {
-            eprintln!("vmrun: no screenshot {}: the machine has no VGA", path.display());
+            eprintln!(
+                "vmrun: no screenshot {}: the machine has no VGA",
+                path.display()
+            );
             return;
         };
         let frame = vga.lock().unwrap_or_else(|p| p.into_inner()).vga().render();
@@ -462,7 +468,10 @@ pub fn probe_cmdline(spec: &MachineSpec, extra: &str) -> String {
         .filter_map(|d| d.mmio.map(|m| m.0))
         .collect();
     if let (Some(lo), Some(hi)) = (bases.iter().min(), bases.iter().max()) {
-        c += &format!(" virtio_mmio={lo:#x} virtio_mmio_n={}", (hi - lo) / 0x200 + 1);
+        c += &format!(
+            " virtio_mmio={lo:#x} virtio_mmio_n={}",
+            (hi - lo) / 0x200 + 1
+        );
     }
     if !extra.is_empty() {
         c.push(' ');

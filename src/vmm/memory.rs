@@ -135,13 +135,11 @@ pub fn register_ram_except(
             };
             // SAFETY: as in `set_slot`: a sub-range of a live mapping the Vm keeps alive
             // longer than the VM fd, in a slot nobody else uses.
-            unsafe { vm.set_user_memory_region(entry) }.map_err(|source| {
-                MemoryError::Memslot {
-                    slot,
-                    base: s,
-                    size: e - s,
-                    source,
-                }
+            unsafe { vm.set_user_memory_region(entry) }.map_err(|source| MemoryError::Memslot {
+                slot,
+                base: s,
+                size: e - s,
+                source,
             })?;
             slot += 1;
         }
@@ -205,13 +203,11 @@ impl DeviceSlot {
         // SAFETY: the host range is a live mapping of `self.size` bytes kept alive by
         // `_keep` (dropped after the slot is deleted or with the VM); the slot number
         // was reserved for this device alone.
-        unsafe { self.vm.set_user_memory_region(entry) }.map_err(|source| {
-            MemoryError::Memslot {
-                slot: self.slot,
-                base: gpa,
-                size,
-                source,
-            }
+        unsafe { self.vm.set_user_memory_region(entry) }.map_err(|source| MemoryError::Memslot {
+            slot: self.slot,
+            base: gpa,
+            size,
+            source,
         })
     }
 }

@@ -278,7 +278,11 @@ fn rx_space_notify_when_full_fifo_drains() {
         h.fetch_add(1, Ordering::Relaxed);
     }));
     wr(&mut s, IIR_FCR, 0x01);
-    assert_eq!(hits.swap(0, Ordering::Relaxed), 1, "enabling the FIFO makes room");
+    assert_eq!(
+        hits.swap(0, Ordering::Relaxed),
+        1,
+        "enabling the FIFO makes room"
+    );
     s.enqueue_input(&[7u8; 16]);
     rd(&mut s, DATA);
     rd(&mut s, DATA);

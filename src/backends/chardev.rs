@@ -133,7 +133,7 @@ pub fn open(kind: &ChardevKind) -> Result<Chardev, ChardevError> {
                 output: Box::new(out),
                 input: Some(Box::new(input)),
                 pty_path: None,
-                term: term,
+                term,
             })
         }
         ChardevKind::Socket { path } => {

@@ -40,7 +40,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// The shortest exact spelling of a size: 536870912 → "512MiB".
 pub fn format_size(bytes: u64) -> String {
     for &(unit, shift) in UNITS.iter().rev() {
-        if shift > 0 && bytes != 0 && bytes % (1u64 << shift) == 0 {
+        if shift > 0 && bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

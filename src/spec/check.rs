@@ -37,7 +37,7 @@ pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
             )
             .label(format!("at least {}", format_size(board.min_memory))),
         );
-    } else if memory % 4096 != 0 {
+    } else if !memory.is_multiple_of(4096) {
         diags.push(
             Diagnostic::new(
                 &m.memory.loc,

@@ -109,10 +109,8 @@ impl Dispi {
     pub fn write(&mut self, v: u16) -> DispiEffect {
         let i = self.index as usize;
         match self.index {
-            INDEX_ID => {
-                if (ID0..=ID5).contains(&v) {
-                    self.regs[i] = v;
-                }
+            INDEX_ID if (ID0..=ID5).contains(&v) => {
+                self.regs[i] = v;
             }
             INDEX_XRES | INDEX_YRES | INDEX_BPP if !self.enabled() => self.regs[i] = v,
             INDEX_XRES | INDEX_YRES | INDEX_BPP => {}

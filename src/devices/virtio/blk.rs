@@ -143,7 +143,7 @@ impl Blk {
         let io_len = |segs: &[(u64, usize)]| segs.iter().map(|s| s.1).sum::<usize>();
         let ok_range = |len: usize| {
             offset.is_some_and(|o| {
-                len as u64 % SECTOR_SIZE == 0
+                (len as u64).is_multiple_of(SECTOR_SIZE)
                     && o.checked_add(len as u64)
                         .is_some_and(|e| e <= disk.sectors() * SECTOR_SIZE)
             })

@@ -173,7 +173,7 @@ impl BusDevice for MmioTransport {
             self.common.device.read_config(offset - reg::CONFIG, data);
             return;
         }
-        if data.len() == 4 && offset % 4 == 0 {
+        if data.len() == 4 && offset.is_multiple_of(4) {
             data.copy_from_slice(&self.read_reg(offset).to_le_bytes());
         } else {
             data.fill(0);
@@ -185,7 +185,7 @@ impl BusDevice for MmioTransport {
             self.common.device.write_config(offset - reg::CONFIG, data);
             return None;
         }
-        if let (Ok(b), true) = (<[u8; 4]>::try_from(data), offset % 4 == 0) {
+        if let (Ok(b), true) = (<[u8; 4]>::try_from(data), offset.is_multiple_of(4)) {
             self.write_reg(offset, u32::from_le_bytes(b));
         }
         None

@@ -164,10 +164,9 @@ fn step(
             if bufs
                 .iter()
                 .all(|b| b.0.checked_add(b.1 as u64).is_some_and(|e| e <= MEM as u64))
+                && tx
             {
-                if tx {
-                    let _ = mem.write_slice(&frame(60, 3)[..], GuestAddress(0x1f000));
-                }
+                let _ = mem.write_slice(&frame(60, 3)[..], GuestAddress(0x1f000));
             }
             if ring.size > 0
                 && ring.desc + 16 * ring.size as u64 + 6 + 10 * ring.size as u64 <= MEM as u64

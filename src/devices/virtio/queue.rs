@@ -297,7 +297,7 @@ impl Queue {
         d: &Descriptor,
         out: &mut Vec<Descriptor>,
     ) -> Result<(), QueueError> {
-        if d.len == 0 || d.len % 16 != 0 {
+        if d.len == 0 || !d.len.is_multiple_of(16) {
             return Err(QueueError::BadIndirect(
                 "table length is not a multiple of 16",
             ));

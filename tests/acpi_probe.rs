@@ -2,49 +2,25 @@
 //! RSDP from start_info, every table in the XSDT with a good checksum, and a MADT
 //! whose CPUs and APIC IDs are the machine's. Needs /dev/kvm; skips without it.
 
-use std::process::Command;
+use vmrun::boot::probe::ProbeLine;
 
-use vmrun::boot::probe::{parse_report, ProbeLine};
-
-fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
-}
+mod common;
+use common::kvm_usable;
 
 fn boot(name: &str, machine: &str) -> (Vec<ProbeLine>, String) {
     boot_with(name, machine, "")
 }
 
 fn boot_with(name: &str, machine: &str, boot_section: &str) -> (Vec<ProbeLine>, String) {
-    let dir = std::env::temp_dir().join(format!("vmrun-acpi-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("com1.log");
-    let file = dir.join("m.toml");
-    let text = format!(
-        "{machine}\n{boot_section}\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
-        log.display()
+    let b = common::boot(
+        "acpi",
+        name,
+        &format!("{machine}\n{boot_section}"),
+        &["quick=1"],
     );
-    std::fs::write(&file, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(["probe", &file.display().to_string(), "--timeout", "60s"])
-        .args(["--", "quick=1"])
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    let ctx = format!(
-        "{name}:\n{log}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{ctx}");
-    (parse_report(&log).expect("report parses"), ctx)
+    let ctx = format!("{name}:\n{}", b.ctx());
+    assert_eq!(b.status, Some(0), "{ctx}");
+    (b.lines, ctx)
 }
 
 fn check(name: &str, machine: &str, want_sigs: &[&str], apic_ids: &str) {

@@ -5,67 +5,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use vmrun::boot::probe::{parse_report, ProbeLine};
-
-fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
-}
-
-struct Booted {
-    status: Option<i32>,
-    lines: Vec<ProbeLine>,
-    log: String,
-    stderr: String,
-}
+mod common;
+use common::{kvm_usable, temp_dir, Booted};
 
 fn boot(name: &str, machine: &str, probe_opts: &[&str]) -> Booted {
-    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("com1.log");
-    let file = dir.join("m.toml");
-    let text = format!(
-        "{machine}\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
-        log.display()
-    );
-    std::fs::write(&file, text).unwrap();
-    let mut args = vec![
-        "probe".to_string(),
-        file.display().to_string(),
-        "--timeout".into(),
-        "60s".into(),
-    ];
-    if !probe_opts.is_empty() {
-        args.push("--".into());
-        args.extend(probe_opts.iter().map(|s| s.to_string()));
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(&args)
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
-    let lines = parse_report(&log).unwrap_or_else(|e| panic!("{name}: bad report ({e}):\n{log}"));
-    Booted {
-        status: out.status.code(),
-        lines,
-        log,
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    common::boot("boot", name, machine, probe_opts)
 }
 
-fn find<'a>(b: &'a Booted, tag: &str) -> Vec<&'a ProbeLine> {
-    // The tag is every bare word before the first key=value: "timer ok".
-    b.lines
-        .iter()
-        .filter(|l| l.tag == tag || l.tag.starts_with(&format!("{tag} ")))
-        .collect()
+fn find<'a>(b: &'a Booted, tag: &str) -> Vec<&'a vmrun::boot::probe::ProbeLine> {
+    b.find(tag)
 }
 
 /// Checks what every probe report must say for a machine of `cpus` and `memory`.
@@ -286,8 +234,7 @@ fn timeout_stops_a_guest_that_never_ends() {
     if !kvm_usable() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-halt", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("boot", "halt");
     let file = dir.join("m.toml");
     std::fs::write(&file, "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n[[device]]\nid = \"com1\"\nbackend = \"null\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
@@ -319,8 +266,7 @@ fn every_example_machine_boots_the_probe() {
     for name in ["pc.toml", "q35.toml", "microvm.toml"] {
         // Run the example as written, with COM1 to a file; relative paths still resolve
         // against machines/.
-        let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-ex-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("boot", &format!("ex-{name}"));
         let log = dir.join("com1.log");
         let file = root.join(format!(".test-{}-{name}", std::process::id()));
         std::fs::write(&file, format!("extends = \"{name}\"\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n", log.display())).unwrap();
@@ -353,8 +299,7 @@ fn serial_input_reaches_the_guest() {
         return;
     }
     use std::io::Write as _;
-    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-echo", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("boot", "echo");
     let file = dir.join("m.toml");
     // COM1 on stdio (the board default): the probe's output is vmrun's stdout and
     // vmrun's stdin is the guest's input.
@@ -423,8 +368,7 @@ fn serial_socket_backend_carries_output_and_input_and_keeps_a_log() {
     }
     use std::io::{BufRead as _, Write as _};
     use std::os::unix::net::UnixStream;
-    let dir = std::env::temp_dir().join(format!("vmrun-boot-{}-sock", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("boot", "sock");
     let sock = dir.join("com2.sock");
     let log = dir.join("com2.log");
     let _ = std::fs::remove_file(&sock);

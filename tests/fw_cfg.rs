@@ -3,55 +3,22 @@
 //! Needs /dev/kvm; says so and skips when it is missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use vmrun::boot::probe::{parse_report, ProbeLine};
+use vmrun::boot::probe::ProbeLine;
 
-fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
-}
+mod common;
+use common::kvm_usable;
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vmrun-fwcfg-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir("fwcfg", name)
 }
 
 /// Boots the probe with `machine` (plus COM1 into a log file); returns the exit code,
 /// the parsed report and the raw log for messages.
 fn boot(name: &str, machine: &str, opts: &[&str]) -> (Option<i32>, Vec<ProbeLine>, String) {
-    let d = dir(name);
-    let log = d.join("com1.log");
-    let file = d.join("m.toml");
-    let text = format!(
-        "{machine}\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
-        log.display()
-    );
-    std::fs::write(&file, text).unwrap();
-    let mut args = vec![
-        "probe".to_string(),
-        file.display().to_string(),
-        "--timeout".into(),
-        "60s".into(),
-        "--".into(),
-    ];
-    args.extend(opts.iter().map(|s| s.to_string()));
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(&args)
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
-    let lines = parse_report(&log).unwrap_or_else(|e| panic!("{name}: bad report ({e}):\n{log}"));
-    let ctx = format!("{log}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), lines, ctx)
+    let b = common::boot("fwcfg", name, machine, opts);
+    let ctx = b.ctx();
+    (b.status, b.lines, ctx)
 }
 
 fn tagged<'a>(lines: &'a [ProbeLine], tag: &str) -> Vec<&'a ProbeLine> {

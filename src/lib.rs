@@ -15,6 +15,9 @@ pub mod devices;
 pub mod spec;
 pub mod vmm;
 
+#[cfg(test)]
+mod testing;
+
 use std::path::Path;
 
 /// Loads and checks a machine file: the sources (to render diagnostics with) and the

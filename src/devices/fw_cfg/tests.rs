@@ -337,16 +337,7 @@ fn linux_items() {
 
 const ACPI_RESERVE_FOR_TEST: u64 = 0x28000;
 
-/// xorshift64*: a fixed-seed generator, so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use crate::testing::Rng;
 
 #[test]
 fn random_accesses_never_panic() {

@@ -239,16 +239,7 @@ fn placement_errors() {
     );
 }
 
-/// A small deterministic PRNG (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use crate::testing::Rng;
 
 #[test]
 fn fuzz_config_and_bar_accesses() {

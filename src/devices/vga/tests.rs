@@ -2,19 +2,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::testing::Rng;
 
 fn outb(v: &mut Vga, port: u64, b: u8) {
     v.write(VGA_IO_BASE, port - VGA_IO_BASE, &[b]);

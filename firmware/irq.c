@@ -164,6 +164,9 @@ void isr_dispatch(struct frame *f)
 		if (inb(0x71) & 0x40)
 			rtc_ticks++;
 		lapic_eoi();
+	} else if (v == VEC_VIRTIO) {
+		virtio_isr();
+		lapic_eoi();
 	} else if (v >= VEC_PIC_BASE && v < VEC_PIC_BASE + 16) {
 		u32 irq = (u32)v - VEC_PIC_BASE;
 		u16 port = irq < 8 ? PIC1 : PIC2;
@@ -267,6 +270,13 @@ static void ioapic_route_vec(u32 pin, int enable, u32 dest, u32 vec)
 	/* fixed delivery, physical destination, edge, active high */
 	ioapic_write(0x10 + 2 * pin + 1, dest << 24);
 	ioapic_write(0x10 + 2 * pin, vec | (enable ? 0 : LVT_MASKED));
+}
+
+/* Redirection entry `pin`: low dword `lo` (vector, trigger, polarity, mask), physical `dest`. */
+void ioapic_redirect(u32 pin, u32 lo, u32 dest)
+{
+	ioapic_write(0x10 + 2 * pin + 1, dest << 24);
+	ioapic_write(0x10 + 2 * pin, lo);
 }
 
 static void ioapic_route(u32 pin, int enable, u32 dest)

@@ -139,6 +139,16 @@ static void apply_option(const char *w, usize n)
 		bad_option(w, n, "invalid");
 		return;
 	}
+	if (word_is(w, k, "virtirq")) {
+		static const char *const modes[] = { "poll", "msix", "intx" };
+		for (u32 i = 0; i < ARRAY_LEN(modes); i++)
+			if (word_is(val, vn, modes[i])) {
+				opt.virt_irq = i;
+				return;
+			}
+		bad_option(w, n, "invalid");
+		return;
+	}
 	if (word_is(w, k, "exit")) {
 		static const char *const modes[] = { "poweroff", "triple", "reset", "halt" };
 		static const u32 codes[] = { EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };

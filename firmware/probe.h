@@ -25,6 +25,7 @@ typedef unsigned long usize;
 #define VEC_PIC_BASE 0x20   /* 8259 master 0x20..0x27, slave 0x28..0x2f */
 #define VEC_TIMER 0x30      /* IOAPIC-routed PIT interrupt */
 #define VEC_RTC 0x31        /* IOAPIC-routed RTC interrupt (IRQ 8) */
+#define VEC_VIRTIO 0x40     /* virtio completion (MSI-X or IOAPIC-routed INTx) */
 #define VEC_SPURIOUS 0xff   /* LAPIC spurious vector */
 
 /* ---- struct hvm_start_info (Xen PVH boot ABI, version 1) ---- */
@@ -177,8 +178,10 @@ struct vq_desc {
 	u16 flags;
 	u16 next;
 };
+enum { VIRQ_POLL, VIRQ_MSIX, VIRQ_INTX };
 struct vdev {
 	u32 type, pci, bdf, notify_mult;
+	u32 irq, gsi; /* VIRQ_*, and the IOAPIC pin for VIRQ_INTX */
 	u64 base;   /* mmio: the window; pci: the common configuration structure */
 	u64 notify, isr, devcfg, offered;
 };
@@ -204,8 +207,18 @@ u8 vdev_cfg8(struct vdev *d, u32 off);
 u32 vdev_cfg32(struct vdev *d, u32 off);
 int vq_setup(struct vdev *d, struct vq *q, u16 index, u16 size, u8 *page4k);
 int vq_submit(struct vq *q, const struct vbuf *bufs, u32 n); /* head, or -1 */
+void vq_post(struct vq *q, u16 i, u64 addr, u32 len, u32 write); /* descriptor i, no kick */
+void vq_kick(struct vq *q);
 int vq_poll(struct vq *q, u32 *len);                         /* used head, or -1 */
 int vq_wait(struct vq *q, u32 *len, u64 spins);              /* -2: needs reset */
+
+/* ---- virtio_irq.c: MSI-X / INTx for a virtio-pci function ---- */
+int vdev_irq_setup(struct vdev *d, u32 mode); /* 0, or -1 (reason in d->irq = 0) */
+void vdev_irq_off(struct vdev *d);
+u64 vdev_irqs(void);                          /* completion interrupts so far */
+int vq_wait_irq(struct vq *q, u32 *len, u64 seen); /* -3: no interrupt came */
+void virtio_isr(void);                        /* from isr_dispatch */
+void ioapic_redirect(u32 pin, u32 lo, u32 dest);
 
 /* ---- virtio_blk.c ---- */
 void blk_report(void);
@@ -247,6 +260,7 @@ struct options {
 	u32 blk_write;     /* blkwrite=0: read-only check */
 	u32 blk_sectors;   /* blksectors=N: sectors written and read back (default 8) */
 	u32 blk_bench;     /* blkbench=MiB: throughput */
+	u32 virt_irq;      /* virtirq=poll|msix|intx: how the blk driver waits (VIRQ_*) */
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

@@ -6,8 +6,12 @@
  * configuration mechanism #1. A PCI function whose BARs are unassigned (direct boot,
  * no firmware) gets them assigned here from VPCI_MMIO_BASE up.
  *
- * Polled, no interrupts: the driver sets VIRTQ_AVAIL_F_NO_INTERRUPT and spins on
- * the used index.
+ * PCI: every bus is scanned; bridges without a secondary bus number are numbered
+ * depth-first in slot order (as pci.c and SeaBIOS do) and get a memory window
+ * around the BARs assigned behind them.
+ *
+ * Polled by default (VIRTQ_AVAIL_F_NO_INTERRUPT, spin on the used index); with
+ * d->irq set (virtio_irq.c) the queue asks for interrupts (MSI-X vector 0 or INTx).
  */
 #include "probe.h"
 
@@ -113,6 +117,74 @@ static int pci_setup(struct vdev *d)
 	return d->base && d->notify && d->devcfg ? 0 : -1;
 }
 
+/* ---- enumeration: every bus, bridges numbered depth-first as pci.c does ---- */
+#define VPCI_MAX 16
+static u32 vpci_found[VPCI_MAX], vpci_count, vpci_next_bus, vpci_done;
+
+/* Assigns every unassigned memory BAR of a virtio function now (bridge windows are
+ * programmed around what their buses received). */
+static void vpci_assign(u32 bdf)
+{
+	for (u32 bar = 0; bar < 6; bar++) {
+		u32 lo = pci_cfg_read(bdf, 0x10 + 4 * bar);
+		if (!(lo & 1))
+			pci_bar(bdf, bar);
+		if (!(lo & 1) && ((lo >> 1) & 3) == 2)
+			bar++;
+	}
+}
+
+static void vpci_scan(u32 bus, u32 depth)
+{
+	for (u32 dev = 0; dev < 32; dev++) {
+		for (u32 fn = 0; fn < 8; fn++) {
+			u32 bdf = bus << 8 | dev << 3 | fn;
+			u32 id = pci_cfg_read(bdf, 0);
+			if ((id & 0xffff) == 0xffff || (id & 0xffff) == 0) {
+				if (fn == 0)
+					break;
+				continue;
+			}
+			u32 hdr = (pci_cfg_read(bdf, 0x0c) >> 16) & 0xff;
+			if ((id & 0xffff) == 0x1af4 && (id >> 16) >= 0x1041 && (id >> 16) <= 0x107f &&
+			    vpci_count < VPCI_MAX) {
+				vpci_found[vpci_count++] = bdf;
+				vpci_assign(bdf);
+			}
+			if ((hdr & 0x7f) == 1 && depth < 8 && vpci_next_bus < 255) {
+				u32 r = pci_cfg_read(bdf, 0x18);
+				u32 sec = (r >> 8) & 0xff;
+				int ours = !sec; /* unnumbered: number it and program its window */
+				if (ours) {
+					sec = ++vpci_next_bus;
+					pci_cfg_write(bdf, 0x18, (r & 0xff000000u) | 0xff << 16 | sec << 8 | bus);
+				}
+				vpci_next_mmio = (vpci_next_mmio + 0xfffff) & ~0xffffful;
+				u64 lo = vpci_next_mmio;
+				vpci_scan(sec, depth + 1);
+				vpci_next_mmio = (vpci_next_mmio + 0xfffff) & ~0xffffful;
+				u64 hi = vpci_next_mmio;
+				if (ours) {
+					pci_cfg_write(bdf, 0x18,
+						      (r & 0xff000000u) | vpci_next_bus << 16 | sec << 8 | bus);
+					/* memory window [lo, hi); no I/O or prefetchable window */
+					pci_cfg_write(bdf, 0x20, hi > lo ? (u32)(((lo >> 16) & 0xfff0) | ((hi - 1) & 0xfff00000u))
+									 : 0x0000fff0u);
+					pci_cfg_write(bdf, 0x24, 0x0000fff0u);
+					pci_cfg_write(bdf, 0x28, 0);
+					pci_cfg_write(bdf, 0x2c, 0);
+					pci_cfg_write(bdf, 0x1c, (pci_cfg_read(bdf, 0x1c) & 0xffff0000u) | 0x00f0);
+					pci_cfg_write(bdf, 0x04, (pci_cfg_read(bdf, 0x04) & 0xffff) | 0x6);
+				} else if (((r >> 16) & 0xff) > vpci_next_bus) {
+					vpci_next_bus = (r >> 16) & 0xff; /* numbered by firmware */
+				}
+			}
+			if (fn == 0 && !(hdr & 0x80))
+				break;
+		}
+	}
+}
+
 int vdev_find(u32 type, u32 nth, struct vdev *d)
 {
 	memset(d, 0, sizeof(*d));
@@ -133,12 +205,16 @@ int vdev_find(u32 type, u32 nth, struct vdev *d)
 	}
 	if (!opt.virtio_pci)
 		return -1;
-	for (u32 dev = 0; dev < 32; dev++) {
-		u32 bdf = dev << 3;
-		u32 id = pci_cfg_read(bdf, 0);
-		if ((id & 0xffff) != 0x1af4 || (id >> 16) != 0x1040 + type)
-			continue;
-		if (nth--)
+	if (!vpci_done) {
+		outl(0xcf8, 0x80000000u);
+		if (inl(0xcf8) != 0x80000000u)
+			return -1; /* no PCI */
+		vpci_done = 1;
+		vpci_scan(0, 0);
+	}
+	for (u32 i = 0; i < vpci_count; i++) {
+		u32 bdf = vpci_found[i];
+		if ((pci_cfg_read(bdf, 0) >> 16) != 0x1040 + type || nth--)
 			continue;
 		d->pci = 1;
 		d->bdf = bdf;
@@ -147,13 +223,21 @@ int vdev_find(u32 type, u32 nth, struct vdev *d)
 	return -1;
 }
 
+static void out_hex2(u32 v)
+{
+	out_char("0123456789abcdef"[(v >> 4) & 0xf]);
+	out_char("0123456789abcdef"[v & 0xf]);
+}
+
 void vdev_describe(const struct vdev *d)
 {
 	if (d->pci) {
-		out_str("pci@00:");
-		out_char("0123456789abcdef"[(d->bdf >> 7) & 1]);
-		out_char("0123456789abcdef"[(d->bdf >> 3) & 0xf]);
-		out_str(".0");
+		out_str("pci@");
+		out_hex2(d->bdf >> 8);
+		out_char(':');
+		out_hex2((d->bdf >> 3) & 0x1f);
+		out_char('.');
+		out_char((char)('0' + (d->bdf & 7)));
 	} else {
 		out_str("mmio@");
 		out_hex(d->base);
@@ -218,11 +302,13 @@ int vq_setup(struct vdev *d, struct vq *q, u16 index, u16 size, u8 *page)
 	q->desc = (struct vq_desc *)page;
 	q->avail = (volatile u16 *)(page + 16 * VQ_MAX);
 	q->used = (volatile u32 *)(page + 2048);
-	q->avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	q->avail[0] = d->irq ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT;
 	u64 a[3] = { (u64)q->desc, (u64)q->avail, (u64)q->used };
 	if (d->pci) {
 		w16(d->base + C_QSIZE, size);
-		w16(d->base + C_QMSIX, 0xffff);
+		w16(d->base + C_QMSIX, d->irq == VIRQ_MSIX ? 0 : 0xffff);
+		if (d->irq == VIRQ_MSIX && r16(d->base + C_QMSIX) != 0)
+			return -1; /* the device refused the vector */
 		for (int i = 0; i < 3; i++) {
 			mmio_write32(d->base + C_QDESC + 8 * (u32)i, (u32)a[i]);
 			mmio_write32(d->base + C_QDESC + 8 * (u32)i + 4, (u32)(a[i] >> 32));
@@ -241,6 +327,26 @@ int vq_setup(struct vdev *d, struct vq *q, u16 index, u16 size, u8 *page)
 	return 0;
 }
 
+void vq_kick(struct vq *q)
+{
+	__asm__ volatile("mfence" ::: "memory");
+	if (q->dev->pci)
+		w16(q->notify_addr, q->index);
+	else
+		mmio_write32(q->notify_addr, q->index);
+}
+
+void vq_post(struct vq *q, u16 i, u64 addr, u32 len, u32 write)
+{
+	if (i >= q->size)
+		return;
+	q->desc[i] = (struct vq_desc){ addr, len, write ? 2 : 0, 0 };
+	u16 idx = q->avail[1];
+	q->avail[2 + idx % q->size] = i;
+	__asm__ volatile("sfence" ::: "memory");
+	q->avail[1] = (u16)(idx + 1);
+}
+
 int vq_submit(struct vq *q, const struct vbuf *bufs, u32 n)
 {
 	if (!n || n > q->size)
@@ -256,11 +362,7 @@ int vq_submit(struct vq *q, const struct vbuf *bufs, u32 n)
 	q->avail[2 + idx % q->size] = head;
 	__asm__ volatile("sfence" ::: "memory");
 	q->avail[1] = (u16)(idx + 1);
-	__asm__ volatile("mfence" ::: "memory");
-	if (q->dev->pci)
-		w16(q->notify_addr, q->index);
-	else
-		mmio_write32(q->notify_addr, q->index);
+	vq_kick(q);
 	return head;
 }
 

@@ -35,6 +35,7 @@ static u8 ring_page[4096] __attribute__((aligned(4096)));
 static u8 data[BUF_BYTES] __attribute__((aligned(4096)));
 static struct req_hdr hdr __attribute__((aligned(16)));
 static volatile u8 status_byte;
+static u32 irq_misses; /* requests whose completion raised no interrupt (virtirq=) */
 
 /* One request; returns the status byte, or 0x100 + error when it did not complete. */
 static u32 blk_request(struct vq *q, u32 type, u64 sector, void *buf, u32 len)
@@ -49,9 +50,12 @@ static u32 blk_request(struct vq *q, u32 type, u64 sector, void *buf, u32 len)
 	if (len)
 		b[n++] = (struct vbuf){ (u64)buf, len, type != T_OUT };
 	b[n++] = (struct vbuf){ (u64)&status_byte, 1, 1 };
+	u64 seen = vdev_irqs();
 	if (vq_submit(q, b, n) < 0)
 		return 0x1ff;
-	int h = vq_wait(q, NULL, SPINS);
+	int h = q->dev->irq ? vq_wait_irq(q, NULL, seen) : vq_wait(q, NULL, SPINS);
+	if (h == -3)
+		irq_misses++;
 	if (h < 0)
 		return 0x100 + (u32)(-h);
 	return status_byte;
@@ -159,7 +163,16 @@ static void blk_one(struct vdev *d)
 		error_line(d, "features");
 		return;
 	}
+	u64 irqs0 = vdev_irqs();
+	irq_misses = 0;
+	if (opt.virt_irq && d->pci && vdev_irq_setup(d, opt.virt_irq) < 0) {
+		line_start("blk irq");
+		out_str(opt.virt_irq == VIRQ_MSIX ? " msix fail" : " intx fail");
+		kv_str("reason", "setup");
+		out_end();
+	}
 	if (vq_setup(d, &q, 0, VQ_MAX, ring_page) < 0) {
+		vdev_irq_off(d);
 		error_line(d, "queue");
 		return;
 	}
@@ -187,8 +200,8 @@ static void blk_one(struct vdev *d)
 	if (sectors > BUF_BYTES / 512)
 		sectors = BUF_BYTES / 512;
 	if (!sectors)
-		return;
-	if (ro)
+		; /* nothing to test */
+	else if (ro)
 		ro_test(&q);
 	else if (opt.blk_write)
 		rw_test(&q, sectors);
@@ -196,6 +209,19 @@ static void blk_one(struct vdev *d)
 		read_test(&q, sectors);
 	if (opt.blk_bench && !ro && capacity >= BUF_BYTES / 512)
 		bench(&q, capacity, opt.blk_bench);
+	if (d->irq) {
+		u64 count = vdev_irqs() - irqs0;
+		line_start("blk irq");
+		out_str(d->irq == VIRQ_MSIX ? " msix" : " intx");
+		out_str(count && !irq_misses ? " ok" : " fail");
+		if (d->irq == VIRQ_INTX)
+			kv_dec("gsi", d->gsi);
+		kv_dec("count", count);
+		if (irq_misses)
+			kv_dec("missed", irq_misses);
+		out_end();
+		vdev_irq_off(d);
+	}
 }
 
 void blk_report(void)

@@ -1,6 +1,7 @@
 /* virtio_net.c - the probe's virtio-net driver: find the NIC, report its MAC and link,
  * and move test frames (netsend / netrecv / netecho / netbench).
  *
+ * On the shared transports of virtio.c (virtio-mmio, or virtio-pci on any bus).
  * Polled, no interrupts (VIRTQ_AVAIL_F_NO_INTERRUPT): one receive queue of RXQ
  * buffers of BUF_SIZE bytes (12-byte virtio_net_hdr + a 1514-byte frame fit), one
  * transmit queue of TXQ buffers. Test frames are broadcast (echoes are unicast),
@@ -28,171 +29,8 @@ static void fill(void *d, u8 v, usize n)
 }
 
 
-/* ---------------- a minimal virtio-mmio transport and split virtqueue ----------------
- * Self-contained until the shared firmware/virtio.c helpers can be used here. */
 #define VIRTIO_ID_NET 1
 #define VIRTIO_F_VERSION_1 (1ull << 32)
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
-#define MMIO_MAGIC 0x74726976u
-enum {
-	R_MAGIC = 0x00, R_VERSION = 0x04, R_DEVICE_ID = 0x08, R_DEV_FEATURES = 0x10,
-	R_DEV_FEATURES_SEL = 0x14, R_DRV_FEATURES = 0x20, R_DRV_FEATURES_SEL = 0x24,
-	R_QUEUE_SEL = 0x30, R_QUEUE_NUM_MAX = 0x34, R_QUEUE_NUM = 0x38, R_QUEUE_READY = 0x44,
-	R_QUEUE_NOTIFY = 0x50, R_STATUS = 0x70, R_QUEUE_DESC = 0x80, R_QUEUE_DRIVER = 0x90,
-	R_QUEUE_DEVICE = 0xa0, R_CONFIG = 0x100,
-};
-
-struct vring_desc {
-	u64 addr;
-	u32 len;
-	u16 flags;
-	u16 next;
-};
-
-struct virtio_dev {
-	u64 base;
-};
-
-struct virtq {
-	u16 index, size, last_used;
-	struct vring_desc *desc;
-	volatile u16 *avail; /* flags, idx, ring[size] */
-	volatile u32 *used;  /* flags|idx, then (id, len) pairs */
-};
-
-#define QMAX 32
-static u8 ring_mem[2][4096] __attribute__((aligned(4096)));
-static u32 rings_used;
-
-static u32 rd(struct virtio_dev *d, u32 r) { return mmio_read32(d->base + r); }
-static void wr(struct virtio_dev *d, u32 r, u32 v) { mmio_write32(d->base + r, v); }
-
-/* Parses "name=value" (hex with 0x, or decimal) from the command line. */
-static int cmdline_u64(const char *name, u64 *v)
-{
-	const char *s = start_info && start_info->cmdline_paddr ? (const char *)start_info->cmdline_paddr : "";
-	usize n = strlen(name);
-	for (usize i = 0; s[i]; i++) {
-		if ((i && s[i - 1] != ' ') || memcmp(s + i, name, n) || s[i + n] != '=')
-			continue;
-		const char *p = s + i + n + 1;
-		u64 x = 0, base = 10;
-		if (p[0] == '0' && p[1] == 'x') {
-			base = 16;
-			p += 2;
-		}
-		for (; *p && *p != ' '; p++) {
-			u64 dg = (*p >= '0' && *p <= '9') ? (u64)(*p - '0') :
-				 (*p >= 'a' && *p <= 'f') ? (u64)(*p - 'a' + 10) : 99;
-			if (dg >= base)
-				return 0;
-			x = x * base + dg;
-		}
-		*v = x;
-		return 1;
-	}
-	return 0;
-}
-
-/* The first virtio-mmio window (from the builder's virtio_mmio= / virtio_mmio_n=)
- * holding a device of `type`. */
-static int virtio_find(u32 type, struct virtio_dev *d)
-{
-	u64 base, n = 1;
-	if (!cmdline_u64("virtio_mmio", &base))
-		return -1;
-	cmdline_u64("virtio_mmio_n", &n);
-	for (u64 k = 0; k < n && k < 64; k++) {
-		d->base = base + k * 0x200;
-		if (rd(d, R_MAGIC) == MMIO_MAGIC && rd(d, R_VERSION) == 2 && rd(d, R_DEVICE_ID) == type)
-			return 0;
-	}
-	return -1;
-}
-
-/* Reset, acknowledge, negotiate `want` & offered; ~0 when FEATURES_OK is refused. */
-static u64 virtio_init(struct virtio_dev *d, u64 want)
-{
-	wr(d, R_STATUS, 0);
-	wr(d, R_STATUS, 1);
-	wr(d, R_STATUS, 3);
-	wr(d, R_DEV_FEATURES_SEL, 0);
-	u64 f = rd(d, R_DEV_FEATURES);
-	wr(d, R_DEV_FEATURES_SEL, 1);
-	f |= (u64)rd(d, R_DEV_FEATURES) << 32;
-	f &= want;
-	wr(d, R_DRV_FEATURES_SEL, 0);
-	wr(d, R_DRV_FEATURES, (u32)f);
-	wr(d, R_DRV_FEATURES_SEL, 1);
-	wr(d, R_DRV_FEATURES, (u32)(f >> 32));
-	wr(d, R_STATUS, 0xb);
-	return (rd(d, R_STATUS) & 8) ? f : ~0ull;
-}
-
-static int virtq_setup(struct virtio_dev *d, struct virtq *q, u16 index, u16 size)
-{
-	if (rings_used >= 2 || size > QMAX)
-		return -1;
-	u8 *m = ring_mem[rings_used++];
-	fill(m, 0, 4096);
-	wr(d, R_QUEUE_SEL, index);
-	u32 max = rd(d, R_QUEUE_NUM_MAX);
-	if (max < size)
-		size = (u16)max;
-	if (!size)
-		return -1;
-	q->index = index;
-	q->size = size;
-	q->last_used = 0;
-	q->desc = (struct vring_desc *)m;
-	q->avail = (volatile u16 *)(m + 16 * QMAX);
-	q->used = (volatile u32 *)(m + 2048);
-	q->avail[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
-	wr(d, R_QUEUE_NUM, size);
-	u64 a[3] = { (u64)q->desc, (u64)q->avail, (u64)q->used };
-	for (int i = 0; i < 3; i++) {
-		wr(d, R_QUEUE_DESC + 0x10 * (u32)i, (u32)a[i]);
-		wr(d, R_QUEUE_DESC + 0x10 * (u32)i + 4, (u32)(a[i] >> 32));
-	}
-	wr(d, R_QUEUE_READY, 1);
-	return 0;
-}
-
-static void virtio_driver_ok(struct virtio_dev *d) { wr(d, R_STATUS, 0xf); }
-static void virtio_notify(struct virtio_dev *d, struct virtq *q) { barrier(); wr(d, R_QUEUE_NOTIFY, q->index); }
-static u8 virtio_cfg_read8(struct virtio_dev *d, u32 off) { return *(volatile u8 *)(d->base + R_CONFIG + off); }
-static void virtio_out_dev(struct virtio_dev *d)
-{
-	out_str("mmio@");
-	out_hex(d->base);
-}
-
-/* Makes descriptor `i` (one buffer) available. */
-static void virtq_add(struct virtq *q, u16 i, u64 addr, u32 len, u16 flags)
-{
-	q->desc[i] = (struct vring_desc){ addr, len, flags, 0 };
-	u16 idx = q->avail[1];
-	q->avail[2 + idx % q->size] = i;
-	barrier();
-	__asm__ volatile("sfence" ::: "memory");
-	q->avail[1] = (u16)(idx + 1);
-}
-
-/* The next used descriptor's id (its length in *len), or -1. */
-static int virtq_used(struct virtq *q, u32 *len)
-{
-	u16 idx = (u16)(q->used[0] >> 16);
-	if (idx == q->last_used)
-		return -1;
-	barrier();
-	u32 slot = q->last_used % q->size;
-	u32 id = q->used[1 + 2 * slot];
-	*len = q->used[2 + 2 * slot];
-	q->last_used++;
-	return (int)id;
-}
-/* ------------------------------------------------------------------------------------ */
 
 #define ETH_TYPE 0x88b5
 #define FRAME_LEN 60      /* minimum Ethernet frame (without FCS) */
@@ -207,8 +45,9 @@ static int virtq_used(struct virtq *q, u32 *len)
 static const u8 magic[8] = { 'V', 'M', 'R', 'U', 'N', 'N', 'E', 'T' };
 static const u8 bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
-static struct virtio_dev dev;
-static struct virtq rxq, txq;
+static struct vdev dev;
+static struct vq rxq, txq;
+static u8 ring_mem[2][4096] __attribute__((aligned(4096)));
 static u8 rx_bufs[RXQ][BUF_SIZE] __attribute__((aligned(4096)));
 static u8 tx_bufs[TXQ][BUF_SIZE] __attribute__((aligned(4096)));
 static u8 mac[6];
@@ -231,14 +70,14 @@ static void out_mac(const char *key, const u8 *m)
 
 static void rx_post(u16 i)
 {
-	virtq_add(&rxq, i, (u64)rx_bufs[i], BUF_SIZE, VIRTQ_DESC_F_WRITE);
+	vq_post(&rxq, i, (u64)rx_bufs[i], BUF_SIZE, 1);
 }
 
 /* Reaps finished transmissions. */
 static void tx_reap(void)
 {
 	u32 len;
-	while (virtq_used(&txq, &len) >= 0)
+	while (vq_poll(&txq, &len) >= 0)
 		tx_free++;
 }
 
@@ -268,8 +107,8 @@ static int tx_frame(const u8 *f, u32 len)
 		return 0;
 	fill(tx_bufs[i], 0, HDR);
 	copy(tx_bufs[i] + HDR, f, len);
-	virtq_add(&txq, (u16)i, (u64)tx_bufs[i], HDR + len, 0);
-	virtio_notify(&dev, &txq);
+	vq_post(&txq, (u16)i, (u64)tx_bufs[i], HDR + len, 0);
+	vq_kick(&txq);
 	return 1;
 }
 
@@ -302,7 +141,7 @@ static int rx_wait(u64 deadline, struct rx_frame *r)
 {
 	for (;;) {
 		u32 len;
-		int i = virtq_used(&rxq, &len);
+		int i = vq_poll(&rxq, &len);
 		if (i < 0) {
 			if (tsc_passed(deadline))
 				return 0;
@@ -324,7 +163,7 @@ static int rx_wait(u64 deadline, struct rx_frame *r)
 		}
 		if (i < RXQ) {
 			rx_post((u16)i);
-			virtio_notify(&dev, &rxq);
+			vq_kick(&rxq);
 		}
 		if (ok)
 			return 1;
@@ -406,11 +245,11 @@ static void net_bench(u32 n)
 		u8 *f = tx_bufs[i] + HDR;
 		for (int b = 0; b < 4; b++)
 			f[29 + b] = (u8)(k >> (8 * b));
-		virtq_add(&txq, (u16)i, (u64)tx_bufs[i], HDR + BENCH_LEN, 0);
+		vq_post(&txq, (u16)i, (u64)tx_bufs[i], HDR + BENCH_LEN, 0);
 		sent++;
 		/* Kick once per half ring (and at the end): fewer exits. */
 		if (tx_free == TXQ / 2 || tx_free == 0 || k + 1 == n)
-			virtio_notify(&dev, &txq);
+			vq_kick(&txq);
 	}
 	u64 deadline = tsc_deadline_us(1000000);
 	while (tx_free < TXQ && !tsc_passed(deadline))
@@ -428,24 +267,26 @@ void net_report(void)
 {
 	if (!opt.net)
 		return;
-	if (virtio_find(VIRTIO_ID_NET, &dev) < 0)
+	if (vdev_find(VIRTIO_ID_NET, 0, &dev) < 0)
 		return; /* no NIC: no line */
 	u64 want = VIRTIO_F_VERSION_1 | NET_F_MAC | NET_F_STATUS;
-	u64 got = virtio_init(&dev, want);
-	int ok = got != ~0ull && virtq_setup(&dev, &rxq, 0, RXQ) == 0 &&
-		 virtq_setup(&dev, &txq, 1, TXQ) == 0;
+	u64 got = vdev_init(&dev, want);
+	/* Full-size rings only: buffer i is descriptor i. */
+	int ok = got != ~0ull && vq_setup(&dev, &rxq, 0, RXQ, ring_mem[0]) == 0 &&
+		 vq_setup(&dev, &txq, 1, TXQ, ring_mem[1]) == 0 && rxq.size == RXQ &&
+		 txq.size == TXQ;
 	if (ok) {
 		for (u16 i = 0; i < RXQ; i++)
 			rx_post(i);
-		virtio_driver_ok(&dev);
-		virtio_notify(&dev, &rxq);
+		vdev_driver_ok(&dev);
+		vq_kick(&rxq);
 	}
 	for (int i = 0; i < 6; i++)
-		mac[i] = virtio_cfg_read8(&dev, (u32)i);
-	u16 status = (u16)(virtio_cfg_read8(&dev, 6) | virtio_cfg_read8(&dev, 7) << 8);
+		mac[i] = vdev_cfg8(&dev, (u32)i);
+	u16 status = (u16)(vdev_cfg8(&dev, 6) | vdev_cfg8(&dev, 7) << 8);
 	line_start(ok ? "net" : "net fail");
 	out_str(" dev=");
-	virtio_out_dev(&dev);
+	vdev_describe(&dev);
 	out_mac("mac", mac);
 	kv_str("link", !(got & NET_F_STATUS) ? "unknown" : (status & 1) ? "up" : "down");
 	kv_hex("features", got);

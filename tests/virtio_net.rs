@@ -1,4 +1,5 @@
-//! virtio-net end to end: probes on microvm (virtio-mmio) exchange frames over the lab
+//! virtio-net end to end: probes on microvm (virtio-mmio) and on q35 (virtio-pci, one
+//! NIC on bus 0, the other behind a PCIe root port) exchange frames over the lab
 //! switch (two vmrun processes, both directions, broadcast and learned unicast), and
 //! through a TAP device in a network namespace the test creates (root and `ip`
 //! needed; skipped with a message otherwise). Needs /dev/kvm.
@@ -34,10 +35,23 @@ fn tempdir(name: &str) -> PathBuf {
 
 /// A microvm with one NIC (`backend` lines given) and COM1 in `log`.
 fn machine(dir: &Path, name: &str, mac: &str, backend: &str) -> (PathBuf, PathBuf) {
+    machine_on(dir, "microvm", "", name, mac, backend)
+}
+
+/// A `board` machine with `extra` lines (buses) and one NIC (`backend` and `bus` lines
+/// in `backend`), COM1 in `log`.
+fn machine_on(
+    dir: &Path,
+    board: &str,
+    extra: &str,
+    name: &str,
+    mac: &str,
+    backend: &str,
+) -> (PathBuf, PathBuf) {
     let log = dir.join(format!("{name}.log"));
     let file = dir.join(format!("{name}.toml"));
     let text = format!(
-        "[machine]\nname = \"{name}\"\nboard = \"microvm\"\nmemory = \"64MiB\"\ncpus = 1\n\n\
+        "[machine]\nname = \"{name}\"\nboard = \"{board}\"\nmemory = \"64MiB\"\ncpus = 1\n{extra}\n\
          [[device]]\nid = \"net0\"\nkind = \"nic\"\nmac = \"{mac}\"\n{backend}\n\n\
          [[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n",
         log.display()
@@ -122,6 +136,38 @@ fn two_probes_on_a_lab_switch() {
     let backend = format!("backend = \"switch\"\nswitch = \"{}\"", sw.display());
     let (fa, la) = machine(&dir, "a", "52:54:00:00:aa:01", &backend);
     let (fb, lb) = machine(&dir, "b", "52:54:00:00:bb:02", &backend);
+    exchange(&sw, (fa, la), (fb, lb), "mmio@");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same exchange over virtio-pci on q35: A's NIC on bus 0, B's behind a PCIe root
+/// port (bus 1, numbered by the probe; its BAR inside the window the probe programs).
+#[test]
+fn two_q35_probes_on_a_lab_switch_over_pci() {
+    if !kvm_usable() {
+        return;
+    }
+    let dir = tempdir("switch-q35");
+    let sw = dir.join("sw");
+    let backend = format!("backend = \"switch\"\nswitch = \"{}\"", sw.display());
+    let (fa, la) = machine_on(&dir, "q35", "", "a", "52:54:00:00:aa:01", &backend);
+    let rp = "\n[[bus]]\nid = \"rp0\"\nkind = \"pcie-root-port\"\naddr = \"1c.0\"\n";
+    let (fb, lb) = machine_on(
+        &dir,
+        "q35",
+        rp,
+        "b",
+        "52:54:00:00:bb:02",
+        &format!("{backend}\nbus = \"rp0\""),
+    );
+    exchange(&sw, (fa, la), (fb, lb), "pci@00:");
+    let b = std::fs::read_to_string(dir.join("b.log")).unwrap_or_default();
+    assert!(b.contains("PROBE net dev=pci@01:00.0 "), "{b}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// B echoes, A sends and receives; `a_dev` starts A's `dev=`.
+fn exchange(sw: &Path, (fa, la): (PathBuf, PathBuf), (fb, lb): (PathBuf, PathBuf), a_dev: &str) {
     // B answers what it gets; A broadcasts, then waits for B's unicast answers.
     let mut b = spawn(&[], &fb, &["netecho=4", "netwait=30000"]);
     wait_for_net(&lb, &mut b);
@@ -134,6 +180,13 @@ fn two_probes_on_a_lab_switch() {
         assert_eq!(line(d, "net").get("link"), Some("up"), "{}", d.ctx);
     }
     assert_eq!(line(&a, "net").get("mac"), Some("52:54:00:00:aa:01"));
+    assert!(
+        line(&a, "net")
+            .get("dev")
+            .is_some_and(|d| d.starts_with(a_dev)),
+        "{}",
+        a.ctx
+    );
     assert_eq!(line(&a, "net tx").get_u64("frames"), Some(4), "{}", a.ctx);
     let rx = line(&a, "net rx ok");
     assert_eq!(rx.get_u64("frames"), Some(4), "{}", a.ctx);
@@ -142,8 +195,7 @@ fn two_probes_on_a_lab_switch() {
     assert_eq!(echo.get_u64("frames"), Some(4), "{}", b.ctx);
     assert_eq!(echo.get("from"), Some("52:54:00:00:aa:01"), "{}", b.ctx);
     // Both ports are gone: the sockets were removed at exit.
-    assert_eq!(std::fs::read_dir(&sw).unwrap().count(), 0);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(std::fs::read_dir(sw).unwrap().count(), 0);
 }
 
 /// A network namespace, deleted on drop.

@@ -278,6 +278,8 @@ fn every_example_machine_boots_the_probe() {
                 "60s",
                 "--",
                 "memtest=0",
+                // The examples' disk images are part of the repository: read only.
+                "blkwrite=0",
             ])
             .output()
             .unwrap();

@@ -23,6 +23,10 @@ pub enum BusError {
     BadRange { base: u64, len: u64 },
 }
 
+/// No device on the bus decodes the address ([`Bus::try_write`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotDecoded;
+
 struct Entry {
     base: u64,
     len: u64,
@@ -93,9 +97,16 @@ impl Bus {
 
     /// A guest write at `addr`. Writes nothing decodes are dropped, as on real buses.
     pub fn write(&self, addr: u64, data: &[u8]) -> Option<VmEvent> {
-        let e = self.find(addr)?;
+        self.try_write(addr, data).ok().flatten()
+    }
+
+    /// A guest write at `addr` with one lookup: `Err(NotDecoded)` when no device
+    /// decodes it (the vCPU exit path then asks the PCI root), else what the device
+    /// returned.
+    pub fn try_write(&self, addr: u64, data: &[u8]) -> Result<Option<VmEvent>, NotDecoded> {
+        let e = self.find(addr).ok_or(NotDecoded)?;
         let mut dev = e.dev.lock().unwrap_or_else(|p| p.into_inner());
-        dev.write(e.base, addr - e.base, data)
+        Ok(dev.write(e.base, addr - e.base, data))
     }
 }
 
@@ -145,5 +156,8 @@ mod tests {
         assert!(!bus.read(0x3f7, &mut b));
         assert_eq!(bus.write(0x64, &[0xff]), Some(VmEvent::Reset));
         assert_eq!(bus.write(0x65, &[0xff]), None);
+        assert_eq!(bus.try_write(0x65, &[0xff]), Err(NotDecoded));
+        assert_eq!(bus.try_write(0x64, &[0xff]), Ok(Some(VmEvent::Reset)));
+        assert_eq!(bus.try_write(0x3f8, &[0x01]), Ok(None));
     }
 }

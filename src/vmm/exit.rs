@@ -25,7 +25,7 @@ use kvm_bindings::{
 use kvm_ioctls::VcpuExit;
 use thiserror::Error;
 
-use super::bus::Bus;
+use super::bus::{Bus, NotDecoded};
 use crate::devices::VmEvent;
 
 /// How a run ended.
@@ -152,13 +152,15 @@ pub fn handle_exit(exit: VcpuExit<'_>, buses: &Buses) -> Result<Flow, VcpuError>
         }
         VcpuExit::IoOut(port, data) => {
             let port = u64::from(port);
-            if !buses.pio.decodes(port) {
-                if let Some(p) = &buses.pci {
-                    p.io_write(port, data);
+            match buses.pio.try_write(port, data) {
+                Ok(event) => Ok(stop_on(event)),
+                Err(NotDecoded) => {
+                    if let Some(p) = &buses.pci {
+                        p.io_write(port, data);
+                    }
+                    Ok(Flow::Continue)
                 }
-                return Ok(Flow::Continue);
             }
-            Ok(stop_on(buses.pio.write(port, data)))
         }
         VcpuExit::MmioRead(addr, data) => {
             if !buses.mmio.read(addr, data)
@@ -168,15 +170,15 @@ pub fn handle_exit(exit: VcpuExit<'_>, buses: &Buses) -> Result<Flow, VcpuError>
             }
             Ok(Flow::Continue)
         }
-        VcpuExit::MmioWrite(addr, data) => {
-            if !buses.mmio.decodes(addr) {
+        VcpuExit::MmioWrite(addr, data) => match buses.mmio.try_write(addr, data) {
+            Ok(event) => Ok(stop_on(event)),
+            Err(NotDecoded) => {
                 if let Some(p) = &buses.pci {
                     p.mmio_write(addr, data);
                 }
-                return Ok(Flow::Continue);
+                Ok(Flow::Continue)
             }
-            Ok(stop_on(buses.mmio.write(addr, data)))
-        }
+        },
         // With the in-kernel LAPIC, HLT waits in the kernel; one reaching us is not a
         // power-off, and the next KVM_RUN waits for the interrupt.
         VcpuExit::Hlt => Ok(Flow::Continue),

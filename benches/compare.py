@@ -9,9 +9,15 @@ All three run the same guest, the probe ELF (firmware/), with 128 MiB of RAM:
 Figures (medians of one run of this script; the machine is noisy, compare ratios):
   (a) wall time from process start to guest poweroff to process exit (probe quick=1)
   (b) peak RSS of the process (ru_maxrss)
-  (c) the cost of one port-I/O exit: (time with pio=N - time with pio=0) / N
+  (c) the cost of one port-I/O exit (`outb` to port 0x80, which each VMM handles in
+      user space): the probe's own TSC count around N exits (`PROBE pio cycles=`) / N,
+      the median of --pio-runs runs taken in alternation (vmrun, floor, qemu, vmrun,
+      ...) so that the host's load drifts hit all three alike; converted to us with the
+      host's TSC frequency (/proc/cpuinfo "cpu MHz" when the kernel gives no tsc_khz).
+      Process wall times differ by milliseconds from run to run on a shared host, which
+      swamps a sub-microsecond difference per exit: do not derive (c) from them.
 
-Usage: benches/compare.py [--runs 20] [--pio 100000]
+Usage: benches/compare.py [--runs 20] [--pio 20000] [--pio-runs 15]
 """
 
 import argparse
@@ -45,6 +51,28 @@ def measure(cmd):
     return dt, rss, p.returncode
 
 
+def tsc_mhz():
+    try:
+        with open("/sys/devices/system/cpu/cpu0/tsc_freq_khz") as f:
+            return int(f.read()) / 1000
+    except OSError:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu MHz"):
+                    return float(line.split(":")[1])
+    return None
+
+
+def pio_cycles(cmd, n):
+    """Cycles per exit from the probe's `PROBE pio count=N cycles=C` line, or None."""
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    for line in p.stdout.decode(errors="replace").splitlines():
+        if line.startswith("PROBE pio "):
+            kv = dict(w.split("=", 1) for w in line.split() if "=" in w)
+            return int(kv["cycles"]) / n
+    return None
+
+
 def median_runs(cmd, runs):
     ts, rss = [], []
     for _ in range(runs):
@@ -59,7 +87,8 @@ def median_runs(cmd, runs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--pio", type=int, default=100000)
+    ap.add_argument("--pio", type=int, default=20000)
+    ap.add_argument("--pio-runs", type=int, default=15)
     args = ap.parse_args()
 
     sh("cargo", "build", "--release", "--quiet")
@@ -76,26 +105,41 @@ def main():
         f.write('[machine]\nboard = "microvm"\nmemory = "128MiB"\ncpus = 1\n'
                 '[[device]]\nid = "com1"\nbackend = "null"\n')
 
-    def cmds(opts):
+    # The exit-cost runs print the probe's report: COM1 on stdout.
+    machine_out = os.path.join(tmp, "bench-stdio.toml")
+    with open(machine_out, "w") as f:
+        f.write('[machine]\nboard = "microvm"\nmemory = "128MiB"\ncpus = 1\n'
+                '[[device]]\nid = "com1"\nbackend = "stdio"\n')
+
+    def cmds(opts, serial_out=False):
         c = {
-            "vmrun": [vmrun, "probe", machine, "--", *opts.split()],
+            "vmrun": [vmrun, "probe", machine_out if serial_out else machine, "--", *opts.split()],
             "floor": [floor, probe, "pm=0x604 s5=0 " + opts],
         }
         if qemu:
             # QEMU's microvm has no PM1 block at 0x604: the probe ends with a triple
             # fault, which -no-reboot turns into an exit.
             c["qemu"] = [qemu, "-M", "microvm", "-accel", "kvm", "-nodefaults", "-no-reboot",
-                         "-display", "none", "-m", "128M", "-serial", "null",
+                         "-display", "none", "-m", "128M",
+                         "-serial", "stdio" if serial_out else "null",
                          "-kernel", probe, "-append", "exit=triple " + opts]
         return c
 
     boot = {k: median_runs(v, args.runs) for k, v in cmds("quick=1").items()}
-    pio0 = {k: median_runs(v, max(3, args.runs // 4))[0] for k, v in cmds("quick=1 pio=0").items()}
-    pion = {k: median_runs(v, max(3, args.runs // 4))[0] for k, v in cmds(f"quick=1 pio={args.pio}").items()}
-    per_exit = {k: (pion[k] - pio0[k]) / args.pio * 1e6 for k in boot}
+    pio_cmds = cmds(f"quick=1 pio={args.pio}", serial_out=True)
+    samples = {k: [] for k in pio_cmds}
+    for _ in range(args.pio_runs):
+        for k, c in pio_cmds.items():
+            v = pio_cycles(c, args.pio)
+            if v is not None:
+                samples[k].append(v)
+    mhz = tsc_mhz()
+    per_exit = {k: statistics.median(v) / mhz if v and mhz else float("nan")
+                for k, v in samples.items()}
 
     f_t, f_rss = boot["floor"]
-    print(f"\nprobe quick boot, 128 MiB, 1 vCPU; medians of {args.runs} runs (exit cost: {max(3, args.runs // 4)} runs, N={args.pio})\n")
+    print(f"\nprobe quick boot, 128 MiB, 1 vCPU; medians of {args.runs} runs (exit cost: "
+          f"{args.pio_runs} alternating runs of N={args.pio}, TSC {mhz} MHz)\n")
     print("| VMM | (a) wall time | vs floor | (b) peak RSS | (c) one PIO exit | over floor |")
     print("|---|---|---|---|---|---|")
     for k in ["floor", "vmrun", "qemu"]:

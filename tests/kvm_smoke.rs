@@ -542,3 +542,52 @@ fn full_device_waits_for_waker_and_quit_ends_run() {
         calls.lock().unwrap()
     );
 }
+
+/// `rep outsb`: KVM hands over several 1-byte accesses in one exit; the device must see
+/// each of them, in order.
+#[rustfmt::skip]
+const REP_OUTS_GUEST: &[u8] = &[
+    0xbe, 0x13, 0x10,       // mov si, 0x1013 (the message below)
+    0xb9, 0x05, 0x00,       // mov cx, 5
+    0xba, 0xf8, 0x03,       // mov dx, 0x3f8
+    0xfc,                   // cld
+    0xf3, 0x6e,             // rep outsb
+    0xba, 0x04, 0x06,       // mov dx, 0x604
+    0xee,                   // out dx, al -> poweroff
+    0xf4, 0xeb, 0xfd,       // hlt; jmp hlt
+    b'H', b'E', b'L', b'L', b'O',
+];
+
+/// Records each write as its own access.
+#[derive(Default)]
+struct Accesses(Vec<Vec<u8>>);
+
+impl vmrun::devices::BusDevice for Accesses {
+    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<vmrun::devices::VmEvent> {
+        self.0.push(data.to_vec());
+        None
+    }
+}
+
+#[test]
+fn string_io_reaches_the_device_one_access_at_a_time() {
+    let Some(kvm) = kvm_or_skip() else { return };
+    let (_vm, vcpus) = build(&kvm, 1, REP_OUTS_GUEST);
+    real_mode_at(&vcpus[0], CODE);
+    let acc = Arc::new(Mutex::new(Accesses::default()));
+    let mut buses = buses_with(Arc::new(Mutex::new(Recorder::default())));
+    buses.pio = vmrun::vmm::bus::Bus::new();
+    buses.pio.insert(acc.clone(), 0x3f8, 8).unwrap();
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(PowerOff)), POWEROFF_PORT, 2)
+        .unwrap();
+    let running = vcpu::start(vcpus, Arc::new(buses)).unwrap();
+    let reason = event_loop::run(running, Vec::new(), Some(Duration::from_secs(20)), || {});
+    assert_eq!(reason, ExitReason::Poweroff);
+    let got = acc.lock().unwrap().0.clone();
+    assert_eq!(got, [b"H", b"E", b"L", b"L", b"O"].map(|b| b.to_vec()));
+}

@@ -140,27 +140,46 @@ fn stop_on(event: Option<VmEvent>) -> Flow {
 ///
 /// Hot path: no allocation, no logging, no syscall.
 pub fn handle_exit(exit: VcpuExit<'_>, buses: &Buses) -> Result<Flow, VcpuError> {
+    handle_exit_sized(exit, 0, buses)
+}
+
+/// [`handle_exit`] for an exit whose port access is `io_size` bytes wide (`kvm_run.io.size`):
+/// a string instruction (`rep insb`, `rep outsw`, ...) hands over `count` accesses at
+/// once, which reach the device one at a time, as on the bus. 0 means one access of
+/// the whole data.
+pub fn handle_exit_sized(
+    exit: VcpuExit<'_>,
+    io_size: usize,
+    buses: &Buses,
+) -> Result<Flow, VcpuError> {
     match exit {
         VcpuExit::IoIn(port, data) => {
             let port = u64::from(port);
-            if !buses.pio.read(port, data)
-                && !buses.pci.as_ref().is_some_and(|p| p.io_read(port, data))
-            {
-                data.fill(0xff);
+            let size = if io_size == 0 { data.len() } else { io_size };
+            for access in data.chunks_mut(size.max(1)) {
+                if !buses.pio.read(port, access)
+                    && !buses.pci.as_ref().is_some_and(|p| p.io_read(port, access))
+                {
+                    access.fill(0xff);
+                }
             }
             Ok(Flow::Continue)
         }
         VcpuExit::IoOut(port, data) => {
             let port = u64::from(port);
-            match buses.pio.try_write(port, data) {
-                Ok(event) => Ok(stop_on(event)),
-                Err(NotDecoded) => {
-                    if let Some(p) = &buses.pci {
-                        p.io_write(port, data);
+            let size = if io_size == 0 { data.len() } else { io_size };
+            for access in data.chunks(size.max(1)) {
+                match buses.pio.try_write(port, access) {
+                    Ok(None) => {}
+                    Ok(event) => return Ok(stop_on(event)),
+                    Err(NotDecoded) => {
+                        if let Some(p) = &buses.pci {
+                            p.io_write(port, access);
+                        }
                     }
-                    Ok(Flow::Continue)
                 }
             }
+            Ok(Flow::Continue)
         }
         VcpuExit::MmioRead(addr, data) => {
             if !buses.mmio.read(addr, data)
@@ -265,6 +284,13 @@ mod tests {
             handle_exit(VcpuExit::IoOut(0x80, b"B"), &b),
             Ok(Flow::Continue)
         );
+        // `rep insb` of 3 bytes: three 1-byte reads, each answered by the device.
+        let mut s3 = [0u8; 3];
+        assert_eq!(
+            handle_exit_sized(VcpuExit::IoIn(0x3f9, &mut s3), 1, &b),
+            Ok(Flow::Continue)
+        );
+        assert_eq!(s3, [0x11; 3]);
         let mut m = [0u8; 4];
         assert_eq!(
             handle_exit(VcpuExit::MmioRead(0x1000, &mut m), &b),

@@ -32,7 +32,7 @@ use kvm_ioctls::VcpuFd;
 use thiserror::Error;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::exit::{handle_exit, internal_suberror_name, Buses, ExitReason, Flow, VcpuError};
+use super::exit::{handle_exit_sized, internal_suberror_name, Buses, ExitReason, Flow, VcpuError};
 use super::vm::Vm;
 use crate::arch::x86_64::{lapic, msr};
 
@@ -290,8 +290,19 @@ fn vcpu_loop(mut vcpu: Vcpu, buses: &Buses, state: &RunState) {
         if state.stop.load(Ordering::SeqCst) {
             break None;
         }
-        match vcpu.fd.run() {
-            Ok(exit) => match handle_exit(exit, buses) {
+        let ran = vcpu.fd.run();
+        // SAFETY: `run_ptr` is this vCPU's kvm_run mapping, alive for the loop; `io.size`
+        // is only read after a KVM_EXIT_IO, and no reference to that field is held (the
+        // exit's data slice is a different part of the page).
+        let io_size = unsafe {
+            if (*run_ptr).exit_reason == kvm_bindings::KVM_EXIT_IO {
+                usize::from((*run_ptr).__bindgen_anon_1.io.size)
+            } else {
+                0
+            }
+        };
+        match ran {
+            Ok(exit) => match handle_exit_sized(exit, io_size, buses) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop(r)) => break Some(r),
                 Err(e) => break Some(vcpu.describe(e)),

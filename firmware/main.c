@@ -11,6 +11,7 @@ struct options opt = {
 	.smp_wait_ms = 200,
 	.timer_ms = 20,
 	.fwcfg = 2,
+	.acpi = 1,
 	.rtc = 1,
 	.virtio_pci = 1,
 	.blk = 1,
@@ -101,6 +102,7 @@ static const struct num_option num_options[] = {
 	{ "crash", &opt.crash, 0, 0, 1 },
 	{ "fwcfg", &opt.fwcfg, 0, 0, 1 },
 	{ "rtc", &opt.rtc, 0, 0, 1 },
+	{ "acpi", &opt.acpi, 0, 0, 1 },
 	{ "pci", &opt.pci, 0, 0, 1 },
 	{ "virtio_mmio", &opt.virtio_mmio, 1, 0, ~0ul },
 	{ "virtio_mmio_n", &opt.virtio_mmio_n, 0, 0, 64 },
@@ -380,7 +382,8 @@ void probe_main(u32 si_paddr)
 	report_cpuid();
 	mem_report(si);
 	fwcfg_report();
-	acpi_report(si);
+	if (opt.acpi)
+		acpi_report(si);
 
 	/* quick=1 touches nothing above 4 GiB and no APIC: the bootstrap map does. */
 	if (!opt.quick) {

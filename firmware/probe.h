@@ -245,6 +245,7 @@ struct options {
 	u32 crash;
 	u32 fwcfg;       /* 0 off, 1 on, 2 (default) on unless quick=1 */
 	u32 rtc;         /* report the CMOS RTC's time (not with quick=1) */
+	u32 acpi;        /* find and walk the ACPI tables */
 	u32 net;         /* virtio-net report (default 1) */
 	u32 net_send;    /* netsend=N: broadcast N test frames */
 	u32 net_recv;    /* netrecv=N: wait for N test frames from another MAC */

@@ -200,9 +200,8 @@ impl DeviceSlot {
             memory_size: size,
             userspace_addr: self.host,
         };
-        // SAFETY: the host range is a live mapping of `self.size` bytes kept alive by
-        // `_keep` (dropped after the slot is deleted or with the VM); the slot number
-        // was reserved for this device alone.
+        // SAFETY: a live mapping of `self.size` bytes kept alive by `_keep` (dropped after
+        // the slot is deleted, or with the VM); the slot was reserved for this device alone.
         unsafe { self.vm.set_user_memory_region(entry) }.map_err(|source| MemoryError::Memslot {
             slot: self.slot,
             base: gpa,

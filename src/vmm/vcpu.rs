@@ -291,9 +291,8 @@ fn vcpu_loop(mut vcpu: Vcpu, buses: &Buses, state: &RunState) {
             break None;
         }
         let ran = vcpu.fd.run();
-        // SAFETY: `run_ptr` is this vCPU's kvm_run mapping, alive for the loop; `io.size`
-        // is only read after a KVM_EXIT_IO, and no reference to that field is held (the
-        // exit's data slice is a different part of the page).
+        // SAFETY: this vCPU's live kvm_run; `io.size` is read only after KVM_EXIT_IO, and
+        // the exit's data slice borrows another part of the page, not this field.
         let io_size = unsafe {
             if (*run_ptr).exit_reason == kvm_bindings::KVM_EXIT_IO {
                 usize::from((*run_ptr).__bindgen_anon_1.io.size)

@@ -18,7 +18,8 @@ use vmrun::spec::{self, MachineSpec};
     name = "vmrun",
     version,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(subcommand)]

@@ -6,7 +6,8 @@
  *   PROBE blk dev=<transport>@<addr> capacity=N ro=0|1 blk_size=B features=<hex> id="..."
  *   PROBE blk rw ok sectors=N           (or: blk rw fail sectors=N write=S read=S flush=S bad=OFF)
  *   PROBE blk ro ok status=S            (a write to a read-only disk got status S != 0)
- *   PROBE blk read ok sectors=N sum=X   (blkwrite=0: bytes of sectors 0..N-1 added up)
+ *   PROBE blk read ok sectors=N sum=X   (blkwrite=0: bytes of sectors 0..N-1 added up;
+ *                                        read-only disks too, after their ro line)
  *   PROBE blk bench mib=M write_us=T read_us=T write_mib_s=W read_mib_s=R
  *   PROBE blk error dev=... what=...
  * The pattern written to sector s, byte i, is (s * 31 + i * 7 + 1) & 0xff.
@@ -201,8 +202,11 @@ static void blk_one(struct vdev *d)
 		sectors = BUF_BYTES / 512;
 	if (!sectors)
 		; /* nothing to test */
-	else if (ro)
+	else if (ro) {
 		ro_test(&q);
+		if (!opt.blk_write)
+			read_test(&q, sectors);
+	}
 	else if (opt.blk_write)
 		rw_test(&q, sectors);
 	else

@@ -2,6 +2,9 @@
 //! advisory lock so that two VMs cannot write one image (shared `flock` for
 //! read-only users, exclusive for a writer; the lock lives as long as the open file).
 //!
+//! qcow2 images (see [`super::qcow2`]) are read only: [`DiskImage::open`] refuses
+//! them writable.
+//!
 //! I/O is synchronous positioned reads and writes on the calling thread (the vCPU
 //! thread that kicked the queue); `flush` is `fsync`, so whatever the guest flushed
 //! survives the VMM being killed.
@@ -12,6 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use super::qcow2::{Qcow2, Qcow2Error};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR_SIZE: u64 = 512;
@@ -32,14 +37,20 @@ pub enum DiskError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("disk image {path}: format `{format}` is not supported (only raw)")]
+    #[error("disk image {path}: format `{format}` is not supported (raw or qcow2)")]
     Format { path: PathBuf, format: String },
+    #[error("disk image {path}: qcow2 images are read-only in vmrun: set readonly = true, or convert with qemu-img convert -O raw")]
+    Qcow2Writable { path: PathBuf },
+    #[error("disk image {path}: {source}")]
+    Qcow2 { path: PathBuf, source: Qcow2Error },
 }
 
-/// An open raw image.
+/// An open raw or qcow2 image.
 #[derive(Debug)]
 pub struct DiskImage {
     file: File,
+    /// Set for a qcow2 image (its reader has a clone of `file`).
+    qcow2: Option<Box<Qcow2<File>>>,
     path: PathBuf,
     size: u64,
     readonly: bool,
@@ -48,7 +59,11 @@ pub struct DiskImage {
 impl DiskImage {
     /// Opens `path` (read-only when `readonly`) and takes the advisory lock.
     pub fn open(path: &Path, readonly: bool, format: &str) -> Result<Self, DiskError> {
-        if !format.is_empty() && format != "raw" {
+        let qcow2 = format == "qcow2";
+        if qcow2 && !readonly {
+            return Err(DiskError::Qcow2Writable { path: path.into() });
+        }
+        if !format.is_empty() && format != "raw" && !qcow2 {
             return Err(DiskError::Format {
                 path: path.into(),
                 format: format.into(),
@@ -88,9 +103,20 @@ impl DiskImage {
                 }
             });
         }
-        let size = file.metadata().map_err(open_err)?.len();
+        let (size, qcow2) = if qcow2 {
+            let q = Qcow2::open(file.try_clone().map_err(open_err)?).map_err(|source| {
+                DiskError::Qcow2 {
+                    path: path.into(),
+                    source,
+                }
+            })?;
+            (q.size(), Some(Box::new(q)))
+        } else {
+            (file.metadata().map_err(open_err)?.len(), None)
+        };
         Ok(Self {
             file,
+            qcow2,
             path: path.into(),
             size,
             readonly,
@@ -128,7 +154,10 @@ impl DiskImage {
     /// Reads `buf.len()` bytes at `offset`.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.in_bounds(offset, buf.len())?;
-        self.file.read_exact_at(buf, offset)
+        match &self.qcow2 {
+            Some(q) => q.read_at(offset, buf),
+            None => self.file.read_exact_at(buf, offset),
+        }
     }
 
     /// Writes `buf` at `offset` (fails on a read-only image).
@@ -191,8 +220,16 @@ mod tests {
         let r = DiskImage::open(&p, true, "raw").unwrap();
         assert!(r.write_at(0, &[1]).is_err());
         assert!(matches!(
-            DiskImage::open(&p, true, "qcow2"),
+            DiskImage::open(&p, true, "vmdk"),
             Err(DiskError::Format { .. })
+        ));
+        assert!(matches!(
+            DiskImage::open(&p, false, "qcow2"),
+            Err(DiskError::Qcow2Writable { .. })
+        ));
+        assert!(matches!(
+            DiskImage::open(&p, true, "qcow2"),
+            Err(DiskError::Qcow2 { .. })
         ));
         std::fs::remove_file(&p).unwrap();
     }

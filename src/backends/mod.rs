@@ -16,3 +16,4 @@ pub trait NetBackend: Send {
     fn fd(&self) -> std::os::fd::RawFd;
 }
 pub mod disk;
+pub mod qcow2;

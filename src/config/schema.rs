@@ -335,7 +335,12 @@ pub const DISK: &[Field] = &[
         "false",
         "Open read-only; guest writes fail.",
     ),
-    f("format", Ty::Choice(&["raw"]), "\"raw\"", "Image format."),
+    f(
+        "format",
+        Ty::Choice(&["raw", "qcow2"]),
+        "\"raw\"",
+        "Image format; qcow2 (v2/v3) is read-only.",
+    ),
 ];
 
 /// The kind-specific keys of a device kind.

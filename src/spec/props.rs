@@ -298,10 +298,34 @@ pub(super) fn device_kind(
                 }
             }
             disks.push((abs.clone(), readonly, what.clone(), p.loc.clone()));
+            let fmt = format.as_ref().map_or("raw".into(), |f| f.value.clone());
+            if fmt == "qcow2" {
+                let floc = format.as_ref().map_or(&d.kind.loc, |f| &f.loc);
+                if !readonly {
+                    diags.push(
+                        Diagnostic::new(floc, format!("{what}: qcow2 images are read-only in vmrun: set readonly = true, or convert with qemu-img convert -O raw"))
+                            .label("add `readonly = true`"),
+                    );
+                    return None;
+                }
+                let opened = std::fs::File::open(&abs)
+                    .map_err(crate::backends::qcow2::Qcow2Error::Io)
+                    .and_then(crate::backends::qcow2::Qcow2::open);
+                if let Err(e) = opened {
+                    diags.push(
+                        Diagnostic::new(
+                            &p.loc,
+                            format!("{what}: {} is not a usable qcow2 image: {e}", abs.display()),
+                        )
+                        .label("format is \"qcow2\""),
+                    );
+                    return None;
+                }
+            }
             DeviceKind::Disk {
                 path: abs,
                 readonly,
-                format: format.as_ref().map_or("raw".into(), |f| f.value.clone()),
+                format: fmt,
             }
         }
         ("i8042", _) => DeviceKind::I8042,

@@ -38,17 +38,8 @@ _start:
     jmp 4b
 "#;
 
-fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
-}
+mod common;
+use common::kvm_usable;
 
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("vmrun-linux-{}", std::process::id()));

@@ -9,17 +9,8 @@ use std::process::Command;
 
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
-fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
-}
+mod common;
+use common::kvm_usable;
 
 fn machine(board: &str, port: &str) -> String {
     format!(

@@ -10,17 +10,8 @@ use std::time::{Duration, Instant};
 
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
-fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
-}
+mod common;
+use common::kvm_usable;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vmrun-blk-{}-{name}", std::process::id()));

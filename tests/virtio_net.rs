@@ -14,17 +14,8 @@ use vmrun::boot::probe::{parse_report, ProbeLine};
 /// Keeps the probe quick: no memory test, SMP, timer, RTC or fw_cfg report.
 const QUICK: &[&str] = &["memtest=0", "smp=0", "timer=0", "rtc=0", "fwcfg=0"];
 
-fn kvm_usable() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
-}
+mod common;
+use common::kvm_usable;
 
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vmrun-net-{}-{name}", std::process::id()));

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 fn iasl() -> Option<PathBuf> {
     let ok = Command::new("iasl").arg("-v").output().is_ok();
     ok.then(|| PathBuf::from("iasl"))
@@ -53,7 +55,7 @@ fn run(iasl: &Path, dir: &Path, args: &[&str]) -> String {
 #[test]
 fn iasl_accepts_every_machines_tables() {
     let Some(iasl) = iasl() else {
-        eprintln!("SKIP: iasl not found (install acpica-tools) - ACPI tables not checked");
+        common::require(false, "iasl not found (install acpica-tools)");
         return;
     };
     let tmp = std::env::temp_dir().join(format!("vmrun-acpi-iasl-{}", std::process::id()));

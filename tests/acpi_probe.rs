@@ -94,8 +94,7 @@ fn seabios_loads_the_tables_through_the_table_loader() {
     if !kvm_usable() {
         return;
     }
-    if !std::path::Path::new(bios).exists() {
-        eprintln!("skipped: {bios} missing (install seabios)");
+    if !common::have_file(bios, "seabios") {
         return;
     }
     let m = "[machine]\nboard = \"q35\"\nmemory = \"256MiB\"\ncpus = 2\n";

@@ -2,26 +2,15 @@
 //! This pins the probe itself against a reference VMM, independent of vmrun.
 //! Skipped (with a message) when qemu-system-x86_64 or /dev/kvm is missing.
 
-use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::Command;
 
 use vmrun::boot::probe::{parse_report, probe_elf, ProbeLine};
 
+mod common;
+
 fn qemu_available() -> bool {
-    let kvm = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !(kvm && qemu) {
-        eprintln!("skipping: needs qemu-system-x86_64 and a usable /dev/kvm");
-    }
-    kvm && qemu
+    common::kvm_usable() && common::have_tool("qemu-system-x86_64", "qemu-system-x86")
 }
 
 fn write_probe(name: &str) -> PathBuf {

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use vmrun::boot::probe::parse_report;
 
+mod common;
+
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vmrun-qcow2-it-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -18,7 +20,7 @@ fn tmpdir(name: &str) -> PathBuf {
 fn tool(name: &str, args: &[&str]) -> Option<()> {
     match Command::new(name).args(args).output() {
         Err(_) => {
-            eprintln!("skipped: {name} not found (install qemu-utils)");
+            common::require(false, &format!("{name} not found (install qemu-utils)"));
             None
         }
         Ok(o) => {
@@ -92,13 +94,7 @@ fn check_refuses_writable_and_bad_images() {
 
 #[test]
 fn microvm_probe_reads_a_qcow2_disk() {
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !kvm {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
+    if !common::kvm_usable() {
         return;
     }
     let dir = tmpdir("boot");

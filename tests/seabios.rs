@@ -15,23 +15,13 @@ use std::time::{Duration, Instant};
 
 use vmrun::boot::probe::parse_report;
 
+mod common;
+
 fn skip_unless(paths: &[&str]) -> bool {
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !kvm {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-        return true;
-    }
-    for p in paths {
-        if !Path::new(p).exists() {
-            eprintln!("skipped: {p} is missing (apt install seabios qemu-system-data)");
-            return true;
-        }
-    }
-    false
+    !common::kvm_usable()
+        || !paths
+            .iter()
+            .all(|p| common::have_file(p, "seabios and qemu-system-data"))
 }
 
 fn machine(name: &str, body: &str) -> (PathBuf, PathBuf, PathBuf) {

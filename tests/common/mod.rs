@@ -7,17 +7,52 @@ use std::process::Command;
 
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
-/// Whether /dev/kvm can be used; says so on stderr when the test is skipped.
+/// A prerequisite of a test (`/dev/kvm`, a tool, a package's file). Present: true.
+/// Missing: under `CI=true` the test fails with `why` (CI must not pass tests that did
+/// not run); elsewhere it says `skipped: why` on stderr and returns false.
+pub fn require(present: bool, why: &str) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("prerequisite missing under CI=true: {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// Whether /dev/kvm can be used (see [`require`]).
 pub fn kvm_usable() -> bool {
     let ok = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .is_ok();
-    if !ok {
-        eprintln!("skipped: /dev/kvm is not available or not accessible");
-    }
-    ok
+    require(ok, "/dev/kvm is not available or not accessible")
+}
+
+/// Whether `cmd` runs (`cmd --version` or `-V` answers); `package` names what installs it.
+pub fn have_tool(cmd: &str, package: &str) -> bool {
+    let runs = |arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    };
+    require(
+        runs("--version") || runs("-V"),
+        &format!("{cmd} not found (install {package})"),
+    )
+}
+
+/// Whether the file `path` exists; `package` names what installs it.
+pub fn have_file(path: &str, package: &str) -> bool {
+    require(
+        std::path::Path::new(path).exists(),
+        &format!("{path} is missing (install {package})"),
+    )
 }
 
 /// A fresh directory for test `name` of suite `suite`, unique to this process.

@@ -20,7 +20,7 @@ pub fn kvm_or_skip() -> Option<Kvm> {
     match Kvm::open() {
         Ok(k) => Some(k),
         Err(e) => {
-            println!("skipped: /dev/kvm not available ({e})");
+            crate::common::require(false, &format!("/dev/kvm not available ({e})"));
             None
         }
     }

@@ -110,20 +110,64 @@ fn print(s: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Saves what `screen` shows to `path`, saying so (or why not) on stderr.
+fn screenshot(screen: Option<&vmrun::vmm::Screen>, path: &Path) {
+    use vmrun::devices::vga::screenshot::save_png;
+    let Some(screen) = screen else {
+        eprintln!(
+            "vmrun: no screenshot {}: the machine has no VGA",
+            path.display()
+        );
+        return;
+    };
+    let frame = screen.frame();
+    match save_png(&frame, path) {
+        Ok(()) => eprintln!(
+            "vmrun: screenshot {} ({}x{})",
+            path.display(),
+            frame.width,
+            frame.height
+        ),
+        Err(e) => eprintln!("vmrun: {e}"),
+    }
+}
+
 /// Process exit codes of a run; the guest's part is `ExitReason::exit_code`.
 fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
     let file = args.file.context("no machine file given")?;
-    let spec = resolve(&file)?;
-    let opts = vmrun::vmm::builder::RunOptions {
+    let mut spec = resolve(&file)?;
+    if let Some(options) = probe {
+        spec.boot = spec.boot.with_probe(&options);
+    }
+    let mut machine = vmrun::vmm::build(&spec, &vmrun::vmm::BuildOptions::default())
+        .with_context(|| format!("{}: cannot build the machine", file.display()))?;
+    let screen = machine.screen();
+    // SIGUSR1 writes the next numbered screenshot beside the on-exit one (or named
+    // after the machine).
+    let base = args
+        .screenshot_on_exit
+        .clone()
+        .unwrap_or_else(|| spec.name.clone().into());
+    let usr1_screen = screen.clone();
+    let mut shots = 0u32;
+    let on_usr1 = Box::new(move || {
+        shots += 1;
+        let path = vmrun::devices::vga::screenshot::numbered_path(&base, shots);
+        screenshot(usr1_screen.as_ref(), &path);
+    });
+    let opts = vmrun::vmm::RunOptions {
         timeout: args.timeout,
-        probe,
-        screenshot_on_exit: args.screenshot_on_exit,
+        on_usr1: Some(on_usr1),
     };
-    let report = vmrun::vmm::builder::run(&spec, &opts)
+    let reason = machine
+        .run(opts)
         .with_context(|| format!("{}: cannot run the machine", file.display()))?;
-    let code = report.reason.exit_code();
+    if let Some(p) = &args.screenshot_on_exit {
+        screenshot(screen.as_ref(), p);
+    }
+    let code = reason.exit_code();
     if code != 0 {
-        eprintln!("vmrun: {}: {}", spec.name, report.reason);
+        eprintln!("vmrun: {}: {}", spec.name, reason);
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -24,7 +24,7 @@ fn merge_rules() {
     let d = dir("rules");
     std::fs::write(
         d.join("base.toml"),
-        "[machine]\nname = \"base\"\nboard = \"q35\"\nmemory = \"1GiB\"\ncpus = 2\n\n[[device]]\nid = \"n0\"\nkind = \"nic\"\nmodel = \"e1000\"\n\n[[device]]\nid = \"n1\"\nkind = \"nic\"\n",
+        "[machine]\nname = \"base\"\nboard = \"q35\"\nmemory = \"1GiB\"\ncpus = 2\n\n[[device]]\nid = \"n0\"\nkind = \"nic\"\nmac = \"52:54:00:12:34:56\"\n\n[[device]]\nid = \"n1\"\nkind = \"nic\"\n",
     )
     .unwrap();
     std::fs::create_dir_all(d.join("sub")).unwrap();
@@ -35,12 +35,13 @@ fn merge_rules() {
     .unwrap();
     let s = check(&d, "sub/top.toml").unwrap();
     assert_eq!(s.name, "base", "the base's name is inherited");
-    assert_eq!(s.memory, 2 << 30, "the later file wins");
+    assert_eq!(s.memory.size, 2 << 30, "the later file wins");
     assert_eq!(s.cpus.count(), 2, "untouched keys are inherited");
     assert_eq!(s.board, vmrun::board::BoardKind::Q35);
     let n0 = s.device("n0").unwrap();
     assert!(
-        matches!(&n0.kind, vmrun::spec::DeviceKind::Nic { model, .. } if model == "e1000"),
+        matches!(&n0.kind, vmrun::spec::DeviceKind::Nic { mac, backend, .. }
+            if mac == &[0x52, 0x54, 0, 0x12, 0x34, 0x56] && *backend == vmrun::spec::NicBackend::None),
         "keys merge within a device"
     );
     assert!(

@@ -442,7 +442,10 @@ fn rom_is_read_only() {
         0x66, 0xba, 0x04, 0x06, 0xee, 0xf4,             // poweroff
     ];
     let Some(kvm) = kvm_or_skip() else { return };
-    if !common::require(kvm.has_readonly_mem(), "this host's KVM lacks KVM_CAP_READONLY_MEM") {
+    if !common::require(
+        kvm.has_readonly_mem(),
+        "this host's KVM lacks KVM_CAP_READONLY_MEM",
+    ) {
         return;
     }
     let (mut vm, vcpus) = build(&kvm, 1, GUEST);
@@ -563,10 +566,15 @@ const REP_OUTS_GUEST: &[u8] = &[
 struct Accesses(Vec<Vec<u8>>);
 
 impl vmrun::devices::BusDevice for Accesses {
-    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, _offset: u64, data: &mut [u8]) {
         data.fill(0);
     }
-    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<vmrun::devices::VmEvent> {
+    fn write(
+        &mut self,
+        _region: usize,
+        _offset: u64,
+        data: &[u8],
+    ) -> Option<vmrun::devices::VmEvent> {
         self.0.push(data.to_vec());
         None
     }

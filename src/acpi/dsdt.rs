@@ -12,37 +12,25 @@
 //! ```
 
 use super::aml::{self, ResourceTemplate};
-use crate::board::BoardKind;
-use crate::spec::{DeviceKind, DeviceSpec, MachineSpec};
-
-/// The 32-bit PCI MMIO window ends below the IOAPIC page (0xFEC00000).
-const PCI_HOLE_END: u32 = 0xfebf_ffff;
-/// On q35 the window starts after the ECAM window.
-const Q35_HOLE_MIN: u64 = 0xc000_0000;
-/// The 64-bit window: from the first GiB boundary above RAM, this large.
-const PCI64_SIZE: u64 = 32 << 30;
-const GIB: u64 = 1 << 30;
-const FOUR_GIB: u64 = 4 << 30;
+use crate::spec::{DeviceSpec, Kind, MachineSpec, PciHost};
 
 /// The whole DSDT, header included (checksum zero; the caller sums it).
 pub fn dsdt(spec: &MachineSpec) -> Vec<u8> {
     let isa = isa_devices(spec);
     let mut body = Vec::new();
-    match spec.board {
-        BoardKind::Microvm => body.extend(aml::scope("\\_SB", &isa)),
-        BoardKind::Pc | BoardKind::Q35 => {
+    match &spec.chipset.pci {
+        None => body.extend(aml::scope("\\_SB", &isa)),
+        Some(host) => {
+            let adr = u64::from(host.isa_bridge.slot) << 16 | u64::from(host.isa_bridge.func);
             let isa_bridge = aml::device(
                 "ISA",
-                &[
-                    vec![aml::name("_ADR", aml::integer(isa_bridge_adr(spec)))],
-                    isa,
-                ]
-                .concat(),
+                &[vec![aml::name("_ADR", aml::integer(adr))], isa].concat(),
             );
-            body.extend(aml::scope("\\_SB", &[pci_root(spec, isa_bridge)]));
+            body.extend(aml::scope("\\_SB", &[pci_root(spec, host, isa_bridge)]));
         }
     }
-    if let Some(typ) = s5_typ(spec) {
+    if let Some((_, pm)) = spec.pm() {
+        let typ = pm.s5_typ;
         let t = u64::from(typ);
         body.extend(aml::name(
             "\\_S5",
@@ -57,28 +45,10 @@ pub fn dsdt(spec: &MachineSpec) -> Vec<u8> {
     super::tables::sdt(b"DSDT", 2, &body)
 }
 
-/// SLP_TYP for S5 from the machine's PM device.
-fn s5_typ(spec: &MachineSpec) -> Option<u8> {
-    spec.devices.iter().find_map(|d| match d.kind {
-        DeviceKind::Pm { s5_typ } => Some(s5_typ),
-        _ => None,
-    })
-}
-
-/// _ADR of the ISA bridge: PIIX3 at 00:01.0, ICH9 LPC at 00:1f.0.
-fn isa_bridge_adr(spec: &MachineSpec) -> u64 {
-    if spec.board == BoardKind::Q35 {
-        0x001f_0000
-    } else {
-        0x0001_0000
-    }
-}
-
 /// `Device (PCI0)` with its resources and interrupt routing.
-fn pci_root(spec: &MachineSpec, isa_bridge: Vec<u8>) -> Vec<u8> {
-    let q35 = spec.board == BoardKind::Q35;
+fn pci_root(spec: &MachineSpec, host: &PciHost, isa_bridge: Vec<u8>) -> Vec<u8> {
     let mut terms = Vec::new();
-    if q35 {
+    if host.express {
         terms.push(aml::name("_HID", aml::eisa_id("PNP0A08")));
         terms.push(aml::name("_CID", aml::eisa_id("PNP0A03")));
     } else {
@@ -86,56 +56,35 @@ fn pci_root(spec: &MachineSpec, isa_bridge: Vec<u8>) -> Vec<u8> {
     }
     terms.push(aml::name("_UID", aml::integer(0)));
     terms.push(aml::name("_BBN", aml::integer(0)));
-    terms.push(aml::name("_CRS", pci_crs(spec)));
-    terms.push(aml::name("_PRT", prt(spec)));
+    terms.push(aml::name("_CRS", pci_crs(spec, host)));
+    terms.push(aml::name("_PRT", prt(host)));
     terms.push(isa_bridge);
     aml::device("PCI0", &terms)
 }
 
-/// The 32-bit and 64-bit MMIO windows of the root bus: (min, max) each.
-pub fn pci_windows(spec: &MachineSpec) -> ((u32, u32), (u64, u64)) {
-    let mut low = spec.ram_below_4g;
-    if spec.board == BoardKind::Q35 {
-        low = low.max(Q35_HOLE_MIN);
-    }
-    let low = low.min(u64::from(PCI_HOLE_END) & !0xfffff) as u32;
-    let high = (FOUR_GIB + spec.ram_above_4g).div_ceil(GIB) * GIB;
-    ((low, PCI_HOLE_END), (high, high + PCI64_SIZE - 1))
-}
-
-fn pci_crs(spec: &MachineSpec) -> Vec<u8> {
-    let ((lo_min, lo_max), (hi_min, hi_max)) = pci_windows(spec);
-    ResourceTemplate::new()
+fn pci_crs(spec: &MachineSpec, host: &PciHost) -> Vec<u8> {
+    let ports = host.config_ports;
+    let mut t = ResourceTemplate::new()
         .word_bus(0, 255)
-        .io(0xcf8, 8)
-        .word_io(0x0000, 0x0cf7)
+        .io(ports.base, ports.len as u8)
+        .word_io(0x0000, ports.base - 1)
         .word_io(0x0d00, 0xffff)
-        .dword_memory(0x000a_0000, 0x000b_ffff)
-        .dword_memory(lo_min, lo_max)
-        .qword_memory(hi_min, hi_max)
-        .build()
-}
-
-/// The GSI that INTx (`pin` 0 = INTA) of root-bus `slot` raises, as `spec` routes it.
-pub fn slot_gsi(spec: &MachineSpec, slot: u8, pin: u8) -> Option<u32> {
-    let root = spec.board.board().pci.as_ref()?;
-    let (slot, pin) = (usize::from(slot), usize::from(pin));
-    let pirq = if root.express {
-        (slot + pin) % 4
-    } else {
-        (slot + pin + 3) % 4
-    };
-    Some(root.pirq_gsi[pirq])
+        .dword_memory(0x000a_0000, 0x000b_ffff);
+    if let Some(h) = spec.memory.pci_hole {
+        t = t.dword_memory(h.base as u32, (h.end() - 1) as u32);
+    }
+    if let Some(h) = spec.memory.pci_hole64 {
+        t = t.qword_memory(h.base, h.end() - 1);
+    }
+    t.build()
 }
 
 /// `_PRT`: every slot's INTA-D to a GSI, directly (no link devices).
-fn prt(spec: &MachineSpec) -> Vec<u8> {
+fn prt(host: &PciHost) -> Vec<u8> {
     let mut entries = Vec::new();
     for slot in 1..32u8 {
         for pin in 0..4u8 {
-            let Some(gsi) = slot_gsi(spec, slot, pin) else {
-                continue;
-            };
+            let gsi = host.routing.gsi(slot, pin);
             entries.push(aml::package(&[
                 aml::integer((u64::from(slot) << 16) | 0xffff),
                 aml::integer(pin.into()),
@@ -152,89 +101,83 @@ fn sta_present() -> Vec<u8> {
     aml::name("_STA", aml::integer(0x0f))
 }
 
+/// `_CRS` of an ISA device: its I/O regions and IRQs as the spec has them.
+fn isa_crs(d: &DeviceSpec, ports: usize, irqs: usize) -> Vec<u8> {
+    let mut t = ResourceTemplate::new();
+    for r in d.io.iter().take(ports) {
+        t = t.io(r.base, r.len.min(255) as u8);
+    }
+    for &irq in d.irqs.iter().take(irqs) {
+        t = t.irq_no_flags(irq as u8);
+    }
+    t.build()
+}
+
+/// A named ISA device with `_HID` and `_CRS` (and `_STA` present when asked).
+fn isa_device(name: &str, hid: Vec<u8>, extra: Vec<Vec<u8>>, crs: Vec<u8>) -> Vec<u8> {
+    let mut terms = vec![aml::name("_HID", hid)];
+    terms.extend(extra);
+    terms.push(aml::name("_CRS", crs));
+    aml::device(name, &terms)
+}
+
 /// The legacy devices of the machine, in a stable order.
 fn isa_devices(spec: &MachineSpec) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut serials: Vec<&DeviceSpec> = spec.devices_of("serial").collect();
-    serials.sort_by_key(|d| d.io);
+    let mut serials: Vec<&DeviceSpec> = spec.devices_of(Kind::Serial).collect();
+    serials.sort_by_key(|d| d.io_base());
     for (i, d) in serials.iter().enumerate() {
-        let (Some(io), Some(irq)) = (d.io, d.irq) else {
-            continue;
-        };
         let uid = i + 1;
         let name = if uid <= 9 {
             format!("COM{uid}")
         } else {
             format!("S{uid:03X}")
         };
-        out.push(aml::device(
+        let extra = vec![aml::name("_UID", aml::integer(uid as u64)), sta_present()];
+        out.push(isa_device(
             &name,
-            &[
-                aml::name("_HID", aml::eisa_id("PNP0501")),
-                aml::name("_UID", aml::integer(uid as u64)),
-                sta_present(),
-                aml::name(
-                    "_CRS",
-                    ResourceTemplate::new()
-                        .io(io, 8)
-                        .irq_no_flags(irq as u8)
-                        .build(),
-                ),
-            ],
+            aml::eisa_id("PNP0501"),
+            extra,
+            isa_crs(d, 1, 1),
         ));
     }
-    if let Some(d) = spec.devices_of("rtc").next() {
-        let io = d.io.unwrap_or(0x70);
-        out.push(aml::device(
+    if let Some(d) = spec.devices_of(Kind::Rtc).next() {
+        out.push(isa_device(
             "RTC",
-            &[
-                aml::name("_HID", aml::eisa_id("PNP0B00")),
-                aml::name(
-                    "_CRS",
-                    ResourceTemplate::new()
-                        .io(io, 2)
-                        .irq_no_flags(d.irq.unwrap_or(8) as u8)
-                        .build(),
-                ),
-            ],
+            aml::eisa_id("PNP0B00"),
+            vec![],
+            isa_crs(d, 1, 1),
         ));
     }
-    if let Some(d) = spec.devices_of("i8042").next() {
-        let io = d.io.unwrap_or(0x60);
-        out.push(aml::device(
+    if let Some(d) = spec.devices_of(Kind::I8042).next() {
+        let kbd = isa_crs(d, 2, 1);
+        out.push(isa_device(
             "KBD",
-            &[
-                aml::name("_HID", aml::eisa_id("PNP0303")),
-                sta_present(),
-                aml::name(
-                    "_CRS",
-                    ResourceTemplate::new()
-                        .io(io, 1)
-                        .io(io + 4, 1)
-                        .irq_no_flags(d.irq.unwrap_or(1) as u8)
-                        .build(),
-                ),
-            ],
+            aml::eisa_id("PNP0303"),
+            vec![sta_present()],
+            kbd,
         ));
-        out.push(aml::device(
+        let mouse = d.irqs.get(1).map_or_else(
+            || ResourceTemplate::new().build(),
+            |&irq| ResourceTemplate::new().irq_no_flags(irq as u8).build(),
+        );
+        out.push(isa_device(
             "MOU",
-            &[
-                aml::name("_HID", aml::eisa_id("PNP0F13")),
-                sta_present(),
-                aml::name("_CRS", ResourceTemplate::new().irq_no_flags(12).build()),
-            ],
+            aml::eisa_id("PNP0F13"),
+            vec![sta_present()],
+            mouse,
         ));
     }
-    if let Some(d) = spec.devices_of("fw_cfg").next() {
-        let io = d.io.unwrap_or(0x510);
-        out.push(aml::device(
-            "FWCF",
-            &[
-                aml::name("_HID", aml::string("QEMU0002")),
-                aml::name("_STA", aml::integer(0x0b)),
-                aml::name("_CRS", ResourceTemplate::new().io(io, 0x0c).build()),
-            ],
-        ));
+    if let Some(d) = spec.devices_of(Kind::FwCfg).next() {
+        // One range over the selector/data pair and the DMA address, as QEMU's.
+        let crs = match (d.io.first(), d.io.last()) {
+            (Some(a), Some(b)) => ResourceTemplate::new()
+                .io(a.base, (b.base + b.len - a.base) as u8)
+                .build(),
+            _ => ResourceTemplate::new().build(),
+        };
+        let sta = vec![aml::name("_STA", aml::integer(0x0b))];
+        out.push(isa_device("FWCF", aml::string("QEMU0002"), sta, crs));
     }
     out
 }
@@ -247,6 +190,10 @@ mod tests {
         let text = format!("[machine]\nboard = \"{board}\"\nmemory = \"512MiB\"\n");
         let (_, r) = crate::check_str("t.toml", &text, std::path::Path::new("/"));
         r.expect("valid machine")
+    }
+
+    fn slot_gsi(spec: &MachineSpec, slot: u8, pin: u8) -> Option<u32> {
+        spec.chipset.pci.as_ref().map(|h| h.routing.gsi(slot, pin))
     }
 
     #[test]
@@ -263,10 +210,14 @@ mod tests {
 
     #[test]
     fn windows() {
-        let ((lo, hi32), (lo64, _)) = pci_windows(&spec("pc"));
-        assert_eq!((lo, hi32, lo64), (0x2000_0000, 0xfebf_ffff, 4 << 30));
-        let ((lo, _), _) = pci_windows(&spec("q35"));
-        assert_eq!(lo, 0xc000_0000);
+        let pc = spec("pc");
+        let (h, h64) = (pc.memory.pci_hole.unwrap(), pc.memory.pci_hole64.unwrap());
+        assert_eq!(
+            (h.base, h.end(), h64.base),
+            (0x2000_0000, 0xfec0_0000, 4 << 30)
+        );
+        let h = spec("q35").memory.pci_hole.unwrap();
+        assert_eq!(h.base, 0xc000_0000);
     }
 
     #[test]

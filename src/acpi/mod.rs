@@ -27,7 +27,6 @@ use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
 use crate::arch::x86_64::e820::{E820Entry, E820Type};
-use crate::board::BoardKind;
 use crate::spec::MachineSpec;
 use loader::Command;
 
@@ -239,8 +238,8 @@ pub fn build(spec: &MachineSpec) -> AcpiTables {
     a.point(ptr(fadt + tables::FADT_DSDT, 4), dsdt);
     a.point(ptr(fadt + tables::FADT_X_DSDT, 8), dsdt);
     let mut listed = vec![fadt, a.push(tables::madt(spec), 16)];
-    if spec.board == BoardKind::Q35 {
-        listed.push(a.push(tables::mcfg(), 16));
+    if let Some(ecam) = spec.chipset.pci.as_ref().and_then(|h| h.ecam) {
+        listed.push(a.push(tables::mcfg(ecam.base), 16));
     }
     let xsdt = a.push(tables::sdt(b"XSDT", 1, &vec![0u8; 8 * listed.len()]), 16);
     let rsdt = a.push(tables::sdt(b"RSDT", 1, &vec![0u8; 4 * listed.len()]), 16);

@@ -4,8 +4,7 @@
 //! Layouts: ACPI 6.5 sections 5.2.5 (RSDP), 5.2.7/5.2.8 (RSDT/XSDT), 5.2.9 (FADT),
 //! 5.2.10 (FACS), 5.2.12 (MADT); PCI Firmware spec 3.x (MCFG).
 
-use crate::board::BoardKind;
-use crate::spec::MachineSpec;
+use crate::spec::{Kind, MachineSpec};
 
 /// OEM ID in every header.
 pub const OEM_ID: &[u8; 6] = b"VMRUN ";
@@ -19,12 +18,6 @@ pub const FADT_DSDT: usize = 40;
 pub const FADT_X_FIRMWARE_CTRL: usize = 132;
 pub const FADT_X_DSDT: usize = 140;
 pub const FADT_LEN: usize = 276;
-
-/// The local APIC and IOAPIC MMIO bases every PC board uses.
-pub const LAPIC_ADDR: u32 = 0xfee0_0000;
-pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
-/// q35 PCIe ECAM (MMCONFIG) window: 256 buses.
-pub const Q35_ECAM_BASE: u64 = 0xb000_0000;
 
 /// The 36-byte system description table header, then `body`; length filled in.
 pub fn sdt(sig: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
@@ -63,13 +56,12 @@ pub struct PmBlock {
 
 impl PmBlock {
     pub fn of(spec: &MachineSpec) -> Option<Self> {
-        let pm = spec.devices_of("pm").next()?;
-        let q35 = spec.board == BoardKind::Q35;
+        let (pm, layout) = spec.pm()?;
         Some(PmBlock {
-            base: pm.io?,
-            sci: pm.irq.unwrap_or(9) as u16,
-            gpe0_offset: if q35 { 0x20 } else { 0x0c },
-            gpe0_len: if q35 { 0x10 } else { 4 },
+            base: pm.io_base()?,
+            sci: pm.irq()? as u16,
+            gpe0_offset: layout.gpe0_offset,
+            gpe0_len: layout.gpe0_len as u8,
         })
     }
 }
@@ -104,8 +96,8 @@ pub fn fadt(spec: &MachineSpec) -> Vec<u8> {
     let mut put =
         |off: usize, bytes: &[u8]| b[off - 36..off - 36 + bytes.len()].copy_from_slice(bytes);
     let pm = PmBlock::of(spec);
-    let has = |k: &str| spec.devices_of(k).next().is_some();
-    let pc_like = spec.board != BoardKind::Microvm;
+    let has = |k: Kind| spec.has(k);
+    let pc_like = spec.chipset.pci.is_some();
 
     put(44, &[1]); // INT_MODEL (ACPI 1.0 field): APIC
     if let Some(pm) = pm {
@@ -130,25 +122,25 @@ pub fn fadt(spec: &MachineSpec) -> Vec<u8> {
     }
     put(96, &0x0fffu16.to_le_bytes()); // P_LVL2_LAT: C2 not supported
     put(98, &0x0fffu16.to_le_bytes()); // P_LVL3_LAT: C3 not supported
-    if has("rtc") {
+    if has(Kind::Rtc) {
         put(108, &[0x32]); // CENTURY: CMOS index of the century byte
     }
     let mut boot = 0u16;
     if pc_like {
         boot |= BOOT_LEGACY_DEVICES;
     }
-    if has("i8042") {
+    if has(Kind::I8042) {
         boot |= BOOT_8042;
     }
-    if !has("vga") {
+    if !has(Kind::Vga) {
         boot |= BOOT_VGA_NOT_PRESENT;
     }
     put(109, &boot.to_le_bytes());
     let mut flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_RTC_S4;
-    if pc_like {
-        // The chipset's reset control register: write 0x06 to port 0xCF9.
+    if let Some(port) = spec.chipset.reset_port {
+        // The chipset's reset control register: write 0x06 to it.
         flags |= FADT_RESET_REG_SUP;
-        put(116, &gas_io(0xcf9, 8, 1));
+        put(116, &gas_io(port.into(), 8, 1));
         put(128, &[0x06]);
     }
     put(112, &flags.to_le_bytes());
@@ -163,11 +155,6 @@ pub fn apic_ids(spec: &MachineSpec) -> Vec<u32> {
         .collect()
 }
 
-/// The IOAPIC's ID: after the highest local APIC ID (as the MP table says).
-pub fn ioapic_id(apic_ids: &[u32]) -> u8 {
-    apic_ids.iter().max().map_or(1, |m| (m + 1).min(254)) as u8
-}
-
 /// MADT flags: PCAT_COMPAT (dual 8259s present).
 const MADT_PCAT_COMPAT: u32 = 1;
 /// MPS INTI flags: active high, level triggered.
@@ -178,8 +165,8 @@ const INTI_LEVEL_HIGH: u16 = 0x0d;
 pub fn madt(spec: &MachineSpec) -> Vec<u8> {
     let ids = apic_ids(spec);
     let mut b = Vec::new();
-    b.extend(LAPIC_ADDR.to_le_bytes());
-    let pcat = spec.devices_of("pic").next().is_some() && spec.board != BoardKind::Microvm;
+    b.extend((spec.chipset.lapic_base as u32).to_le_bytes());
+    let pcat = spec.has(Kind::Pic) && spec.chipset.pci.is_some();
     b.extend((if pcat { MADT_PCAT_COMPAT } else { 0 }).to_le_bytes());
     let mut x2 = false;
     for (uid, &id) in ids.iter().enumerate() {
@@ -194,15 +181,17 @@ pub fn madt(spec: &MachineSpec) -> Vec<u8> {
             b.extend((uid as u32).to_le_bytes());
         }
     }
-    b.extend([1, 12, ioapic_id(&ids), 0]);
-    b.extend(IOAPIC_ADDR.to_le_bytes());
+    if let Some((window, id)) = spec.ioapic() {
+        b.extend([1, 12, id, 0]);
+        b.extend((window.base as u32).to_le_bytes());
+    }
     b.extend(0u32.to_le_bytes()); // GSI base
     let mut iso = |src: u8, gsi: u32, flags: u16| {
         b.extend([2, 10, 0, src]);
         b.extend(gsi.to_le_bytes());
         b.extend(flags.to_le_bytes());
     };
-    if spec.devices_of("pit").next().is_some() {
+    if spec.has(Kind::Pit) {
         iso(0, 2, 0);
     }
     if let Some(pm) = PmBlock::of(spec) {
@@ -220,13 +209,13 @@ pub fn madt(spec: &MachineSpec) -> Vec<u8> {
 
 /// Number of interrupt source overrides a MADT built from `spec` carries.
 pub fn madt_overrides(spec: &MachineSpec) -> usize {
-    usize::from(spec.devices_of("pit").next().is_some()) + usize::from(PmBlock::of(spec).is_some())
+    usize::from(spec.has(Kind::Pit)) + usize::from(PmBlock::of(spec).is_some())
 }
 
-/// The MCFG (q35 only): one ECAM window, segment 0, buses 0-255.
-pub fn mcfg() -> Vec<u8> {
+/// The MCFG (q35 only): one ECAM window at `base`, segment 0, buses 0-255.
+pub fn mcfg(base: u64) -> Vec<u8> {
     let mut b = vec![0u8; 8];
-    b.extend(Q35_ECAM_BASE.to_le_bytes());
+    b.extend(base.to_le_bytes());
     b.extend(0u16.to_le_bytes());
     b.extend([0, 255]);
     b.extend(0u32.to_le_bytes());

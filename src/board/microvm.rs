@@ -2,6 +2,7 @@
 //! legacy devices sit on ISA ports.
 
 use super::{Board, BoardKind, INTRINSIC};
+use crate::spec::PmLayout;
 
 pub static BOARD: Board = Board {
     kind: BoardKind::Microvm,
@@ -38,6 +39,12 @@ kind = "pm"
     min_memory: 8 << 20,
     low_limit_small: 0xc000_0000,
     low_limit_large: 0xc000_0000,
-    s5_typ: 0,
+    pm_len: 0x40,
+    pm: PmLayout {
+        gpe0_offset: 0x0c,
+        gpe0_len: 4,
+        s5_typ: 0,
+    },
+    reset_port: None,
     virtio_mmio: Some((0xfeb0_0000, 0x200, 32)),
 };

@@ -50,6 +50,7 @@ mod pc;
 mod q35;
 
 use crate::config::reader::PciAddr;
+use crate::spec::{ChipsetFunction, PmLayout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BoardKind {
@@ -86,10 +87,20 @@ pub struct PciRoot {
     pub express: bool,
     /// Slots/functions the chipset occupies, with what sits there.
     pub chipset: &'static [(PciAddr, &'static str)],
+    /// The chipset functions vmrun emulates (a subset of `chipset`).
+    pub functions: &'static [(PciAddr, ChipsetFunction)],
+    /// The ISA (LPC) bridge.
+    pub isa_bridge: PciAddr,
     /// Where automatic slot assignment starts.
     pub first_auto_slot: u8,
+    /// Root-bus INTx: pin (0 = INTA) of slot raises PIRQ (slot + pin + offset) mod 4.
+    pub pirq_slot_offset: u8,
     /// The GSI that PIRQ A, B, C, D of the root bus raise.
     pub pirq_gsi: [u32; 4],
+    /// The ECAM (MMCONFIG) window: base, size.
+    pub ecam: Option<(u64, u64)>,
+    /// The lowest start of the 32-bit PCI MMIO window (above the ECAM on q35).
+    pub hole_min: u64,
 }
 
 #[derive(Debug)]
@@ -113,8 +124,11 @@ pub struct Board {
     pub low_limit_small: u64,
     /// ... and here when RAM is at least `low_limit_small` (gigabyte alignment, as QEMU).
     pub low_limit_large: u64,
-    /// SLP_TYP value for S5 in PM1a_CNT (and the DSDT's `_S5`).
-    pub s5_typ: u8,
+    /// The ACPI PM block: its length (PM base register granularity) and layout.
+    pub pm_len: u16,
+    pub pm: PmLayout,
+    /// The reset control register.
+    pub reset_port: Option<u16>,
     /// Where virtio-mmio transports go (microvm): base, stride, count.
     pub virtio_mmio: Option<(u64, u64, u32)>,
 }
@@ -125,6 +139,16 @@ pub const ADDRESS_SPACE_END: u64 = 1 << 40;
 pub const HIGH_RAM_START: u64 = 1 << 32;
 /// GSIs of the in-kernel IOAPIC: 0..24.
 pub const IOAPIC_PINS: u32 = 24;
+/// The IOAPIC's MMIO window (every PC chipset's default).
+pub const IOAPIC_MMIO: (u64, u64) = (0xfec0_0000, 0x1000);
+/// The local APICs' MMIO base.
+pub const LAPIC_BASE: u64 = 0xfee0_0000;
+/// The 32-bit PCI MMIO window ends below the IOAPIC page.
+pub const PCI_HOLE_END: u64 = 0xfec0_0000;
+/// The 64-bit PCI window: from the first GiB boundary above RAM, this large.
+pub const PCI_HOLE64_SIZE: u64 = 32 << 30;
+/// The ISA IRQ of the master PIC's cascade input: no device may use it.
+pub const CASCADE_IRQ: u32 = 2;
 
 impl Board {
     /// Top of RAM below 4 GiB for `ram` bytes of RAM.

@@ -1,6 +1,7 @@
 //! `pc`: QEMU's i440FX + PIIX3/PIIX4 board.
 
 use super::{addr, Board, BoardKind, PciRoot, INTRINSIC, PC_CHIPSET_IO};
+use crate::spec::{ChipsetFunction, PmLayout};
 
 pub static BOARD: Board = Board {
     kind: BoardKind::Pc,
@@ -16,9 +17,19 @@ pub static BOARD: Board = Board {
             (addr(1, 2), "PIIX3 USB"),
             (addr(1, 3), "PIIX4 ACPI (power management)"),
         ],
+        functions: &[
+            (addr(0, 0), ChipsetFunction::I440fxHost),
+            (addr(1, 0), ChipsetFunction::Piix3Isa),
+            (addr(1, 3), ChipsetFunction::Piix4Pm),
+        ],
+        isa_bridge: addr(1, 0),
         first_auto_slot: 3,
+        // PIIX3: slot S pin P (0 = INTA) raises PIRQ (S + P - 1) mod 4, i.e. + 3.
+        pirq_slot_offset: 3,
         // SeaBIOS and QEMU route PIRQ A-D to IRQ 10, 10, 11, 11.
         pirq_gsi: [10, 10, 11, 11],
+        ecam: None,
+        hole_min: 0,
     }),
     chipset_io: PC_CHIPSET_IO,
     chipset_mmio: &[
@@ -33,6 +44,13 @@ pub static BOARD: Board = Board {
     min_memory: 16 << 20,
     low_limit_small: 0xe000_0000,
     low_limit_large: 0xc000_0000,
-    s5_typ: 0,
+    // PIIX4 PM: 64 bytes at PMBA; GPE0 (4 bytes) right after the PM1 block.
+    pm_len: 0x40,
+    pm: PmLayout {
+        gpe0_offset: 0x0c,
+        gpe0_len: 4,
+        s5_typ: 0,
+    },
+    reset_port: Some(0xcf9),
     virtio_mmio: None,
 };

@@ -1,6 +1,7 @@
 //! `q35`: QEMU's Q35 + ICH9 board, with a PCIe root complex and ECAM (MMCONFIG).
 
 use super::{addr, Board, BoardKind, PciRoot, INTRINSIC, PC_CHIPSET_IO};
+use crate::spec::{ChipsetFunction, PmLayout};
 
 /// ECAM window: 256 buses × 1 MiB.
 pub const MMCONFIG_BASE: u64 = 0xb000_0000;
@@ -19,9 +20,19 @@ pub static BOARD: Board = Board {
             (addr(0x1f, 2), "ICH9 SATA (AHCI)"),
             (addr(0x1f, 3), "ICH9 SMBus"),
         ],
+        functions: &[
+            (addr(0, 0), ChipsetFunction::Q35Host),
+            (addr(0x1f, 0), ChipsetFunction::Ich9Lpc),
+        ],
+        isa_bridge: addr(0x1f, 0),
         first_auto_slot: 2,
+        // ICH9: slot S pin P (0 = INTA) raises PIRQ (S + P) mod 4.
+        pirq_slot_offset: 0,
         // ICH9 in APIC mode: PIRQ A-D are IOAPIC pins 16-19.
         pirq_gsi: [16, 17, 18, 19],
+        ecam: Some((MMCONFIG_BASE, MMCONFIG_SIZE)),
+        // The 32-bit window starts after the ECAM window.
+        hole_min: MMCONFIG_BASE + MMCONFIG_SIZE,
     }),
     chipset_io: PC_CHIPSET_IO,
     chipset_mmio: &[
@@ -38,6 +49,13 @@ pub static BOARD: Board = Board {
     min_memory: 16 << 20,
     low_limit_small: 0xb000_0000,
     low_limit_large: 0x8000_0000,
-    s5_typ: 7,
+    // ICH9 LPC: 128 bytes at PMBASE, GPE0 (16 bytes) at +0x20.
+    pm_len: 0x80,
+    pm: PmLayout {
+        gpe0_offset: 0x20,
+        gpe0_len: 0x10,
+        s5_typ: 7,
+    },
+    reset_port: Some(0xcf9),
     virtio_mmio: None,
 };

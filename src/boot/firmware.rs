@@ -486,9 +486,9 @@ mod tests {
             Cmos::new(&layout, Box::new(HostWallClock), std::sync::Arc::new(NoIrq))
         };
         let rd = |c: &mut Cmos, i: u8| {
-            c.write(0x70, 0, &[i]);
+            c.write(0, 0, &[i]);
             let mut b = [0u8];
-            c.read(0x70, 1, &mut b);
+            c.read(0, 1, &mut b);
             u64::from(b[0])
         };
         // (below 4 GiB, above 4 GiB): pc 10 MiB, pc 512 MiB, q35 5 GiB, pc 3.5 GiB + 1 GiB.

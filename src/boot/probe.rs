@@ -12,6 +12,36 @@ pub fn probe_elf() -> &'static [u8] {
     PROBE_ELF
 }
 
+/// The probe's command line for `spec`: what it needs to know of the machine (how
+/// many CPUs to expect, where to power off, the virtio-mmio windows to scan), then the
+/// machine's own `[boot] cmdline`, which holds the probe's options when it boots.
+pub fn cmdline(spec: &crate::spec::MachineSpec) -> String {
+    use crate::spec::DeviceKind;
+    let mut c = format!("cpus={}", spec.cpus.count());
+    if let Some((pm, layout)) = spec.pm() {
+        if let Some(base) = pm.io_base() {
+            c += &format!(" pm={:#x} s5={}", u32::from(base) + 4, layout.s5_typ);
+        }
+    }
+    // virtio-mmio windows: the first and how many 0x200-byte slots to scan.
+    let bases: Vec<u64> = (spec.devices.iter())
+        .filter(|d| matches!(d.kind, DeviceKind::Disk { .. } | DeviceKind::Nic { .. }))
+        .filter(|d| d.pci.is_none())
+        .filter_map(|d| d.mmio.first().map(|m| m.base))
+        .collect();
+    if let (Some(lo), Some(hi)) = (bases.iter().min(), bases.iter().max()) {
+        c += &format!(
+            " virtio_mmio={lo:#x} virtio_mmio_n={}",
+            (hi - lo) / 0x200 + 1
+        );
+    }
+    if !spec.boot.cmdline.is_empty() {
+        c.push(' ');
+        c.push_str(&spec.boot.cmdline);
+    }
+    c
+}
+
 /// Why a `PROBE` line could not be split into words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeParseError {

@@ -29,6 +29,16 @@ pub struct Machine {
     /// Ids of buses that could not be read (already reported): devices naming them
     /// are not reported again as being on an unknown bus.
     pub broken_buses: Vec<String>,
+    /// Devices switched off with `enabled = false`: their kind (where known) and where
+    /// `enabled` was written, so check can refuse switching off what can't be.
+    pub disabled: Vec<DisabledCfg>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisabledCfg {
+    pub id: String,
+    pub kind: Option<String>,
+    pub enabled: Loc,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -185,9 +195,10 @@ pub fn read(
             }
         }
     }
+    let mut disabled = Vec::new();
     let devices = device_nodes
         .into_iter()
-        .filter_map(|n| read_device(n, sources, diags))
+        .filter_map(|n| read_device(n, sources, diags, &mut disabled))
         .collect();
     Some(Machine {
         anchor,
@@ -203,6 +214,7 @@ pub fn read(
         buses,
         devices,
         broken_buses,
+        disabled,
     })
 }
 
@@ -282,13 +294,19 @@ fn kind_owning(key: &str) -> Option<String> {
     (!kinds.is_empty()).then(|| format!("`{key}` is a property of {} devices", kinds.join(", ")))
 }
 
-fn read_device(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Option<DeviceCfg> {
+fn read_device(
+    node: &Node,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+    disabled: &mut Vec<DisabledCfg>,
+) -> Option<DeviceCfg> {
     let mut t = TableReader::new(node, "a [[device]]", schema::DEVICE_COMMON, sources, diags)?;
     let id = read_id(&mut t);
     if let Some(id) = &id {
         t.what = format!("device `{}`", id.value);
     }
-    let enabled = t.bool("enabled").is_none_or(|e| e.value);
+    let enabled_key = t.bool("enabled");
+    let enabled = enabled_key.as_ref().is_none_or(|e| e.value);
     let kind = t.choice("kind");
     if kind.is_none() && t.node("kind").is_none() {
         let loc = id.as_ref().map_or(t.loc.clone(), |i| i.loc.clone());
@@ -359,6 +377,13 @@ fn read_device(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> O
         t.finish_with(kind_owning);
     }
     if !enabled {
+        if let (Some(id), Some(e)) = (&id, enabled_key) {
+            disabled.push(DisabledCfg {
+                id: id.value.clone(),
+                kind: kind.map(|k| k.value),
+                enabled: e.loc,
+            });
+        }
         return None;
     }
     Some(DeviceCfg {

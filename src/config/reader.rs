@@ -49,6 +49,28 @@ impl PciAddr {
     }
 }
 
+/// `p` made absolute (against the working directory) with `.` and `..` removed
+/// lexically, so the spec names every file the same way from any directory.
+pub fn absolute(p: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// A host file the machine uses, with its optional expected digest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Artifact {
@@ -245,7 +267,7 @@ impl<'a, 'd> TableReader<'a, 'd> {
                 .push(Diagnostic::new(&s.loc, msg).label("empty path"));
             return None;
         }
-        let p = self.sources.base_dir(s.loc.src).join(&s.value);
+        let p = absolute(&self.sources.base_dir(s.loc.src).join(&s.value));
         Some(Sp::new(p, s.loc))
     }
 

@@ -439,9 +439,9 @@ impl Cmos {
 }
 
 impl BusDevice for Cmos {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, offset: u64, data: &mut [u8]) {
         self.catch_up();
-        let v = if (base + offset) & 1 == 0 {
+        let v = if offset & 1 == 0 {
             0xFF
         } else {
             self.read_data()
@@ -453,10 +453,10 @@ impl BusDevice for Cmos {
         self.update_irq();
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
         let v = *data.first()?;
         self.catch_up();
-        if (base + offset) & 1 == 0 {
+        if offset & 1 == 0 {
             self.index = v & 0x7F;
             self.nmi_masked = v & 0x80 != 0;
         } else {

@@ -27,11 +27,11 @@ impl DebugCon {
 }
 
 impl BusDevice for DebugCon {
-    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, _offset: u64, data: &mut [u8]) {
         data.fill(DEBUGCON_SIGNATURE);
     }
 
-    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
         if self
             .out
             .write_all(data)
@@ -66,11 +66,11 @@ mod tests {
         let sink = Sink::default();
         let mut d = DebugCon::new(Box::new(sink.clone()));
         for &b in b"SeaBIOS\n" {
-            assert_eq!(d.write(0x402, 0, &[b]), None);
+            assert_eq!(d.write(0, 0, &[b]), None);
         }
         assert_eq!(&*sink.0.lock().unwrap(), b"SeaBIOS\n");
         let mut b = [0u8; 1];
-        d.read(0x402, 0, &mut b);
+        d.read(0, 0, &mut b);
         assert_eq!(b[0], 0xE9);
         assert_eq!(d.tx_errors(), 0);
     }

@@ -295,29 +295,31 @@ fn bootorder_bytes(paths: &[String]) -> Vec<u8> {
 pub struct FwCfg {
     mem: GuestMemoryMmap,
     items: FwCfgItems,
-    io_base: u64,
     selector: u16,
     offset: u64,
     dma_high: u32,
 }
 
 impl FwCfg {
-    /// A device at `io_base` (usually 0x510) serving `items`, doing DMA into `mem`.
-    pub fn new(mem: GuestMemoryMmap, items: FwCfgItems, io_base: u64) -> Self {
+    /// A device serving `items`, doing DMA into `mem`.
+    pub fn new(mem: GuestMemoryMmap, items: FwCfgItems) -> Self {
         FwCfg {
             mem,
             items,
-            io_base,
             selector: FW_CFG_SIGNATURE,
             offset: 0,
             dma_high: 0,
         }
     }
 
-    /// The two I/O ranges to register: (base, len) of the selector/data pair and of
-    /// the DMA register.
-    pub fn ranges(&self) -> [(u64, u64); 2] {
-        [(self.io_base, 2), (self.io_base + 4, 8)]
+    /// The register offset (as from the x86 base 0x510) of an access to `region`:
+    /// region 0 is the selector/data pair, region 1 the DMA address at +4.
+    fn rel(region: usize, offset: u64) -> u64 {
+        match region {
+            0 => offset,
+            1 => 4 + offset,
+            _ => u64::MAX,
+        }
     }
 
     /// Adds a named file (ACPI tables, table-loader, ...).
@@ -458,11 +460,10 @@ impl FwCfg {
 }
 
 impl BusDevice for FwCfg {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let Some(rel) = (base + offset).checked_sub(self.io_base) else {
-            data.fill(0xff);
-            return;
-        };
+    /// Region 0 is the selector/data pair (offsets 0-1), region 1 the DMA address
+    /// register (offsets 0-7; at base + 4 on x86).
+    fn read(&mut self, region: usize, offset: u64, data: &mut [u8]) {
+        let rel = Self::rel(region, offset);
         match rel {
             0 | 1 => {
                 for b in data.iter_mut() {
@@ -481,8 +482,8 @@ impl BusDevice for FwCfg {
         }
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
-        let rel = (base + offset).checked_sub(self.io_base)?;
+    fn write(&mut self, region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
+        let rel = Self::rel(region, offset);
         match (rel, data.len()) {
             // A 16-bit write at either port of the pair selects (QEMU decodes by size).
             (0 | 1, 2) => self.select(u16::from_le_bytes([data[0], data[1]])),

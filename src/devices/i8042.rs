@@ -445,8 +445,9 @@ impl I8042 {
 }
 
 impl BusDevice for I8042 {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let cmd_port = (base + offset) & 4 != 0;
+    /// Region 0 is the data port (0x60), region 1 the status/command port (0x64).
+    fn read(&mut self, region: usize, _offset: u64, data: &mut [u8]) {
+        let cmd_port = region == 1;
         let v = if cmd_port {
             self.status()
         } else {
@@ -459,9 +460,9 @@ impl BusDevice for I8042 {
         self.refill();
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
         let v = *data.first()?;
-        let cmd_port = (base + offset) & 4 != 0;
+        let cmd_port = region == 1;
         self.last_write_cmd = cmd_port;
         let ev = if cmd_port {
             self.write_command(v)

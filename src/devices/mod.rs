@@ -11,13 +11,15 @@ pub enum VmEvent {
     Reset,
 }
 
-/// A device on the port-I/O or MMIO bus. `base` is the start of the range the access
-/// hit (a device may be registered at several ranges), `offset` is relative to it.
+/// A device on the port-I/O or MMIO bus. A device decodes register regions, each
+/// placed at some range of the bus (the spec says where); an access reaches it as the
+/// region's index and the offset inside it, never as an absolute address, so the same
+/// device works wherever the machine puts it.
 pub trait BusDevice: Send {
     /// A guest read; the device fills `data` (its length is the access size).
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
+    fn read(&mut self, region: usize, offset: u64, data: &mut [u8]);
     /// A guest write. A device that makes the VM stop returns the event.
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent>;
+    fn write(&mut self, region: usize, offset: u64, data: &[u8]) -> Option<VmEvent>;
 }
 
 /// An interrupt line into the interrupt controllers (a GSI). Devices drive levels;

@@ -17,9 +17,13 @@
 //! | gpe0       | len/2 | GPE0_STS  | write 1 to clear                                  |
 //! | gpe0+len/2 | len/2 | GPE0_EN   | read/write                                        |
 //!
-//! The GPE0 block sits at `gpe0_offset` from the PM base: inside the PM I/O space on
-//! ICH9 (+0x20, 16 bytes), far away on QEMU's PIIX4 (0xAFE0, 4 bytes); the board
-//! registers the device at both ranges ([`Pm::ranges`]).
+//! Offsets of the block that hold none of these (the SMI registers, ...) read 0xff,
+//! as ports nothing decodes.
+//!
+//! The device is one register region, the board's PM I/O block (64 bytes at PIIX4's
+//! PMBA, 128 at ICH9's PMBASE); the GPE0 block sits at `gpe0_offset` inside it (+0x0c,
+//! 4 bytes, on pc; +0x20, 16 bytes, on ICH9). Offsets are relative to the block, so
+//! the device works wherever the spec puts it.
 //!
 //! Writing PM1_CNT with SLP_EN set and SLP_TYP equal to the board's S5 value (PIIX4
 //! SUS_TYP 0 = soft off, ICH9 SLP_TYP 7 = S5; the DSDT `_S5` package must say the same)
@@ -93,9 +97,7 @@ impl MonotonicClock for HostMonotonic {
 /// Where the board puts the blocks and what its S5 sleep type is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PmConfig {
-    /// The PM base I/O port (PM1a_EVT_BLK).
-    pub base: u64,
-    /// GPE0_BLK offset from `base`.
+    /// GPE0_BLK offset inside the block.
     pub gpe0_offset: u64,
     /// GPE0_BLK length in bytes (even: status half, then enable half).
     pub gpe0_len: u64,
@@ -138,14 +140,6 @@ impl Pm {
         };
         pm.tmr_epoch = pm.ticks() >> 23;
         pm
-    }
-
-    /// The I/O ranges to register: the PM1 block and the GPE0 block.
-    pub fn ranges(&self) -> [(u64, u64); 2] {
-        [
-            (self.cfg.base, PM1_BLOCK_LEN),
-            (self.cfg.base + self.cfg.gpe0_offset, self.cfg.gpe0_len),
-        ]
     }
 
     /// The power button was pressed: PWRBTN_STS, and an SCI if the OS enabled it.
@@ -204,10 +198,14 @@ impl Pm {
             2..=3 => reg16(self.en, off - OFF_EN),
             4..=5 => reg16(self.cnt, off - OFF_CNT),
             8..=11 => (tmr >> (8 * (off - OFF_TMR))) as u8,
+            6..=7 => 0,
             _ => match self.gpe_index(off) {
                 Some((true, i)) => self.gpe_sts[i],
                 Some((false, i)) => self.gpe_en[i],
-                None => 0,
+                // Registers of the block vmrun does not have (ICH9's SMI_EN at 0x30,
+                // ...) read as an undecoded port does, so firmware sees no SMM to set
+                // up (its SMM path waits on an SMI that never comes).
+                None => 0xff,
             },
         }
     }
@@ -261,8 +259,7 @@ impl Pm {
 }
 
 impl BusDevice for Pm {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let off = (base + offset).wrapping_sub(self.cfg.base);
+    fn read(&mut self, _region: usize, off: u64, data: &mut [u8]) {
         let tmr = self.refresh_timer();
         for (i, d) in data.iter_mut().enumerate() {
             *d = self.byte_at(off + i as u64, tmr);
@@ -270,8 +267,7 @@ impl BusDevice for Pm {
         self.update_sci();
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
-        let off = (base + offset).wrapping_sub(self.cfg.base);
+    fn write(&mut self, _region: usize, off: u64, data: &[u8]) -> Option<VmEvent> {
         self.refresh_timer();
         let ev = if off < PM1_BLOCK_LEN {
             self.write_pm1(off, data)
@@ -311,15 +307,13 @@ mod tests {
     }
 
     const ICH9: PmConfig = PmConfig {
-        base: 0x600,
         gpe0_offset: 0x20,
         gpe0_len: 16,
         s5_typ: 7,
         sci_enabled: true,
     };
     const PIIX4: PmConfig = PmConfig {
-        base: 0x600,
-        gpe0_offset: 0xAFE0 - 0x600,
+        gpe0_offset: 0x0c,
         gpe0_len: 4,
         s5_typ: 0,
         sci_enabled: false,
@@ -335,14 +329,15 @@ mod tests {
         )
     }
 
+    /// The block sits at 0x600 in these tests; the device sees offsets into it.
     fn r16(p: &mut Pm, port: u64) -> u16 {
         let mut b = [0u8; 2];
-        p.read(port, 0, &mut b);
+        p.read(0, port - 0x600, &mut b);
         u16::from_le_bytes(b)
     }
 
     fn w16(p: &mut Pm, port: u64, v: u16) -> Option<VmEvent> {
-        p.write(port, 0, &v.to_le_bytes())
+        p.write(0, port - 0x600, &v.to_le_bytes())
     }
 
     #[test]
@@ -358,7 +353,7 @@ mod tests {
         assert_eq!(r16(&mut p, 0x604), 1 | (7 << 10), "SLP_TYP kept");
         // A byte write of the high half alone (SLP_TYP and SLP_EN live there).
         assert_eq!(
-            p.write(0x604, 1, &[(7 << 2) | (1 << 5)]),
+            p.write(0, 5, &[(7 << 2) | (1 << 5)]),
             Some(VmEvent::Poweroff)
         );
         let (mut p, _, _) = pm(PIIX4);
@@ -373,7 +368,7 @@ mod tests {
         let (mut p, t, _) = pm(ICH9);
         let rd = |p: &mut Pm| {
             let mut b = [0u8; 4];
-            p.read(0x608, 0, &mut b);
+            p.read(0, 8, &mut b);
             u32::from_le_bytes(b)
         };
         assert_eq!(rd(&mut p), 0);
@@ -410,7 +405,7 @@ mod tests {
         // Writing 0 to the status bit leaves it; writing 1 clears it.
         w16(&mut p, 0x600, 0);
         assert!(sci.0.load(Ordering::Relaxed));
-        p.write(0x600, 1, &[1]);
+        p.write(0, 1, &[1]);
         assert!(!sci.0.load(Ordering::Relaxed));
         assert_eq!(r16(&mut p, 0x600), 0);
     }
@@ -418,23 +413,22 @@ mod tests {
     #[test]
     fn gpe0_block() {
         let (mut p, _, sci) = pm(PIIX4);
-        assert_eq!(p.ranges(), [(0x600, 0x0C), (0xAFE0, 4)]);
         w16(&mut p, 0x604, PM1_CNT_SCI_EN);
         p.raise_gpe(1);
         p.raise_gpe(99); // out of range: ignored
-        assert_eq!(r16(&mut p, 0xAFE0), 2);
+        assert_eq!(r16(&mut p, 0x60c), 2);
         assert!(!sci.0.load(Ordering::Relaxed));
-        p.write(0xAFE0, 2, &[2]);
+        p.write(0, 0x0c + 2, &[2]);
         assert!(sci.0.load(Ordering::Relaxed));
-        assert_eq!(r16(&mut p, 0xAFE2), 2);
-        p.write(0xAFE0, 0, &[2]);
+        assert_eq!(r16(&mut p, 0x60e), 2);
+        p.write(0, 0x0c, &[2]);
         assert!(!sci.0.load(Ordering::Relaxed));
         let (mut p, _, sci) = pm(ICH9);
         p.raise_gpe(63);
-        p.write(0x600, 0x2F, &[0x80]);
+        p.write(0, 0x2F, &[0x80]);
         assert!(sci.0.load(Ordering::Relaxed));
         let mut b = [0u8; 1];
-        p.read(0x600, 0x27, &mut b);
+        p.read(0, 0x27, &mut b);
         assert_eq!(b[0], 0x80);
     }
 }

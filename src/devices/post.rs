@@ -49,11 +49,11 @@ impl Post {
 }
 
 impl BusDevice for Post {
-    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, _offset: u64, data: &mut [u8]) {
         data.fill(self.stats.last());
     }
 
-    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         // A wider write puts its low byte on the 8-bit port.
         if let Some(&b) = data.first() {
@@ -72,14 +72,14 @@ mod tests {
         let mut p = Post::new();
         let stats = p.stats();
         let mut b = [0u8; 1];
-        p.read(0x80, 0, &mut b);
+        p.read(0, 0, &mut b);
         assert_eq!(b[0], 0);
         for v in [0x10u8, 0x20, 0x55] {
-            assert_eq!(p.write(0x80, 0, &[v]), None);
+            assert_eq!(p.write(0, 0, &[v]), None);
         }
         assert_eq!(stats.writes(), 3);
         assert_eq!(stats.last(), 0x55);
-        p.read(0x80, 0, &mut b);
+        p.read(0, 0, &mut b);
         assert_eq!(b[0], 0x55);
     }
 }

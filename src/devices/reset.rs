@@ -30,14 +30,14 @@ impl ResetControl {
 }
 
 impl BusDevice for ResetControl {
-    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, _offset: u64, data: &mut [u8]) {
         data.fill(0);
         if let Some(d) = data.first_mut() {
             *d = self.value;
         }
     }
 
-    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
         let v = *data.first()?;
         self.value = v & (RCR_SYS_RST | RCR_FULL_RST);
         (v & RCR_RST_CPU != 0).then_some(VmEvent::Reset)
@@ -50,7 +50,7 @@ mod tests {
 
     fn rd(r: &mut ResetControl) -> u8 {
         let mut b = [0xAAu8; 1];
-        r.read(0xCF9, 0, &mut b);
+        r.read(0, 0, &mut b);
         b[0]
     }
 
@@ -59,21 +59,17 @@ mod tests {
         let mut r = ResetControl::new();
         assert_eq!(rd(&mut r), 0);
         assert_eq!(
-            r.write(0xCF9, 0, &[RCR_SYS_RST]),
+            r.write(0, 0, &[RCR_SYS_RST]),
             None,
             "selecting the type only"
         );
         assert_eq!(rd(&mut r), RCR_SYS_RST);
-        assert_eq!(r.write(0xCF9, 0, &[0x06]), Some(VmEvent::Reset));
+        assert_eq!(r.write(0, 0, &[0x06]), Some(VmEvent::Reset));
         assert_eq!(rd(&mut r), RCR_SYS_RST, "RST_CPU self-clears");
-        assert_eq!(
-            r.write(0xCF9, 0, &[0x04]),
-            Some(VmEvent::Reset),
-            "soft reset"
-        );
-        assert_eq!(r.write(0xCF9, 0, &[0x0E]), Some(VmEvent::Reset));
+        assert_eq!(r.write(0, 0, &[0x04]), Some(VmEvent::Reset), "soft reset");
+        assert_eq!(r.write(0, 0, &[0x0E]), Some(VmEvent::Reset));
         assert_eq!(rd(&mut r), 0x0A);
-        assert_eq!(r.write(0xCF9, 0, &[0xF1]), None, "reserved bits ignored");
+        assert_eq!(r.write(0, 0, &[0xF1]), None, "reserved bits ignored");
         assert_eq!(rd(&mut r), 0);
     }
 }

@@ -432,7 +432,7 @@ impl Serial {
 }
 
 impl BusDevice for Serial {
-    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, offset: u64, data: &mut [u8]) {
         // A wider access to this 8-bit device is split into byte accesses, as the ISA
         // bus does.
         for (i, d) in data.iter_mut().enumerate() {
@@ -441,7 +441,7 @@ impl BusDevice for Serial {
         self.update_irq();
     }
 
-    fn write(&mut self, _base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
         for (i, &d) in data.iter().enumerate() {
             self.write_reg(offset + i as u64, d);
             self.update_irq();

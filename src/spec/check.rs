@@ -6,7 +6,11 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{devices, topology, ArtifactSpec, BootSpec, CpuTopology, MachineSpec};
+use super::ctx::Ctx;
+use super::resources::Claims;
+use super::{
+    chipset, devices, topology, ArtifactSpec, BootSpec, ControlSpec, CpuTopology, MachineSpec,
+};
 use crate::board::{ADDRESS_SPACE_END, HIGH_RAM_START};
 use crate::config::model::Machine;
 use crate::config::reader::{Artifact, Sp};
@@ -23,7 +27,43 @@ pub const MAX_FIRMWARE: u64 = 16 << 20;
 pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let board = m.board.value.board();
+    check_memory(m, &mut diags);
+    let memory = chipset::memory(board, m.memory.value);
+    let cpus = check_cpus(m, &mut diags);
+    let boot = check_boot(m, &mut diags);
+    let mut broken = m.broken_buses.clone();
+    let buses = topology::resolve(m, board, &mut broken, &mut diags);
+    let mut ctx = Ctx {
+        m,
+        board,
+        io: Claims::new("I/O ports"),
+        mmio: Claims::new("MMIO"),
+        gsis: Claims::new("GSI"),
+        pci: Default::default(),
+        buses,
+        broken,
+        ram: (memory.below_4g, memory.above_4g),
+        diags,
+    };
+    let devices = devices::resolve(&mut ctx, &cpus);
+    if !ctx.diags.is_empty() {
+        return Err(ctx.diags);
+    }
+    Ok(MachineSpec {
+        name: m.name.value.clone(),
+        board: m.board.value,
+        memory,
+        chipset: chipset::chipset(board),
+        cpus,
+        boot,
+        control: ControlSpec::default(),
+        buses: topology::finish(ctx.buses),
+        devices,
+    })
+}
 
+fn check_memory(m: &Machine, diags: &mut Vec<Diagnostic>) {
+    let board = m.board.value.board();
     let memory = m.memory.value;
     if memory < board.min_memory {
         diags.push(
@@ -46,7 +86,7 @@ pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
             .label("not page-aligned"),
         );
     }
-    let (below, above) = board.ram_split(memory);
+    let (_, above) = board.ram_split(memory);
     if above > 0 && HIGH_RAM_START.saturating_add(above) > ADDRESS_SPACE_END {
         diags.push(
             Diagnostic::new(
@@ -66,27 +106,6 @@ pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
             )),
         );
     }
-
-    let cpus = check_cpus(m, &mut diags);
-    let boot = check_boot(m, &mut diags);
-    let mut broken = m.broken_buses.clone();
-    let mut buses = topology::resolve(m, board, &mut broken, &mut diags);
-    let devices = devices::resolve(m, board, &mut buses, &broken, (below, above), &mut diags);
-
-    if !diags.is_empty() {
-        return Err(diags);
-    }
-    Ok(MachineSpec {
-        name: m.name.value.clone(),
-        board: m.board.value,
-        memory,
-        ram_below_4g: below,
-        ram_above_4g: above,
-        cpus,
-        boot,
-        buses: buses.into_iter().map(|b| b.spec).collect(),
-        devices,
-    })
 }
 
 fn check_cpus(m: &Machine, diags: &mut Vec<Diagnostic>) -> CpuTopology {
@@ -186,12 +205,6 @@ fn check_boot(m: &Machine, diags: &mut Vec<Diagnostic>) -> BootSpec {
                     .label("no `kernel` in [boot]"),
             );
         }
-        if let Some(c) = &b.cmdline {
-            diags.push(
-                Diagnostic::new(&c.loc, "a command line needs a kernel")
-                    .label("no `kernel` in [boot]"),
-            );
-        }
     }
     let cmdline = b
         .cmdline
@@ -220,11 +233,13 @@ fn check_boot(m: &Machine, diags: &mut Vec<Diagnostic>) -> BootSpec {
     if let (Some(fw), Some(a)) = (&firmware, &b.firmware) {
         check_firmware_size(&fw.path, a, diags);
     }
+    let probe = b.kernel.is_none() && (b.firmware.is_none() || b.cmdline.is_some());
     BootSpec {
         kernel,
         initrd,
         cmdline,
         firmware,
+        probe,
     }
 }
 

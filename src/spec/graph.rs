@@ -13,14 +13,14 @@ fn device_label(d: &DeviceSpec) -> String {
     if let Some(p) = &d.pci {
         let _ = write!(l, "\\n{:02x}:{} → GSI {}", p.bus_number, p.addr, p.gsi);
     }
-    if let Some(io) = d.io {
+    if let (Some(io), None) = (d.io_base(), &d.pci) {
         let _ = write!(l, "\\nio {io:#x}");
     }
-    if let Some(irq) = d.irq {
+    if let (Some(irq), None) = (d.irq(), &d.pci) {
         let _ = write!(l, " irq {irq}");
     }
-    if let (Some((base, _)), None) = (d.mmio, &d.pci) {
-        let _ = write!(l, "\\nmmio {base:#x}");
+    if let (Some(m), None) = (d.mmio.first(), &d.pci) {
+        let _ = write!(l, "\\nmmio {:#x}", m.base);
     }
     l
 }
@@ -40,7 +40,7 @@ pub fn to_dot(spec: &MachineSpec) -> String {
         board.name,
         board.title,
         spec.cpus.count(),
-        spec.memory >> 20
+        spec.memory.size >> 20
     );
     for b in &spec.buses {
         let mut label = format!("{}\\n{}", esc(&b.id), b.kind.name());

@@ -1,210 +1,176 @@
-//! Which bus each device sits on, and whether its keys make sense there: the first
-//! step of placing devices.
+//! The first device pass: which bus each device sits on, and whether its keys make
+//! sense there.
 
-use super::resources::Owner;
-use super::topology::Bus;
-use super::BusKind;
-use crate::board::Board;
+use super::ctx::{loc_of, Ctx, Plan};
+use super::kinds::{plug, Plug};
+use super::{BusKind, Kind};
 use crate::config::model::{DeviceCfg, Props};
-use crate::config::reader::{PciAddr, Sp};
 use crate::config::source::{did_you_mean, Diagnostic, Loc};
 
-/// What sort of bus a kind of device plugs into.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Plug {
-    Isa,
-    Sysbus,
-    /// PCI, or virtio-mmio on the system bus of boards without PCI.
-    Pci,
+/// A plan per device whose kind is known, in declaration order (board devices first).
+pub(super) fn plan_all<'a>(ctx: &mut Ctx<'a>) -> Vec<Plan<'a>> {
+    let m = ctx.m;
+    m.devices
+        .iter()
+        .filter_map(|d| Some((d, Kind::parse(&d.kind.value)?)))
+        .map(|(d, kind)| plan_bus(ctx, d, kind))
+        .collect()
 }
 
-pub(super) fn plug(kind: &str) -> Plug {
-    match kind {
-        "vga" | "nic" | "disk" => Plug::Pci,
-        "ioapic" => Plug::Sysbus,
-        _ => Plug::Isa,
-    }
-}
-
-pub(super) struct Plan<'a> {
-    pub(super) cfg: &'a DeviceCfg,
-    pub(super) bus: Option<String>,
-    pub(super) bus_kind: Option<BusKind>,
-    pub(super) what: String,
-    pub(super) pci: Option<(String, PciAddr)>,
-    pub(super) io: Option<u16>,
-    pub(super) irq: Option<u32>,
-    pub(super) mmio: Option<(u64, u64)>,
-}
-
-pub(super) fn owner(what: &str, loc: &Loc) -> Owner {
-    Owner {
-        what: what.to_string(),
-        loc: loc.clone(),
-        share: None,
-    }
-}
-
-pub(super) fn loc_of<T>(v: &Option<Sp<T>>, fallback: &Loc) -> Loc {
-    v.as_ref()
-        .map_or_else(|| fallback.clone(), |s| s.loc.clone())
-}
-
-pub(super) fn plan_bus<'a>(
-    d: &'a DeviceCfg,
-    board: &Board,
-    buses: &[Bus],
-    broken: &[String],
-    diags: &mut Vec<Diagnostic>,
-) -> Plan<'a> {
-    let kind = d.kind.value.as_str();
-    let what = format!("device `{}`", d.id.value);
-    let want = plug(kind);
-    let default_bus = match want {
-        Plug::Isa => Some("isa"),
-        Plug::Sysbus => Some("sysbus"),
-        Plug::Pci => match &board.pci {
-            Some(r) => Some(r.id),
-            None if kind == "vga" => None,
-            None => Some("sysbus"),
-        },
-    };
-    let mut plan = Plan {
+fn new_plan(d: &DeviceCfg, kind: Kind) -> Plan<'_> {
+    Plan {
         cfg: d,
+        kind,
+        what: format!("device `{}`", d.id.value),
         bus: None,
         bus_kind: None,
-        what,
         pci: None,
-        io: None,
-        irq: None,
-        mmio: None,
-    };
-    let bus_id = match (&d.bus, default_bus) {
+        io_base: None,
+        io: Vec::new(),
+        irqs: Vec::new(),
+        mmio: Vec::new(),
+        pci_gsi: None,
+    }
+}
+
+/// The bus a device of `kind` sits on when the file names none.
+fn default_bus(ctx: &Ctx<'_>, kind: Kind) -> Option<&'static str> {
+    match plug(kind) {
+        Plug::Isa => Some("isa"),
+        Plug::Sysbus => Some("sysbus"),
+        Plug::Pci => match &ctx.board.pci {
+            Some(r) => Some(r.id),
+            None if kind == Kind::Vga => None,
+            None => Some("sysbus"),
+        },
+    }
+}
+
+fn plan_bus<'a>(ctx: &mut Ctx<'a>, d: &'a DeviceCfg, kind: Kind) -> Plan<'a> {
+    let mut plan = new_plan(d, kind);
+    let bus_id = match (&d.bus, default_bus(ctx, kind)) {
         (Some(b), _) => b.value.clone(),
         (None, Some(b)) => b.to_string(),
         (None, None) => {
-            diags.push(
-                Diagnostic::new(
-                    &d.kind.loc,
-                    format!(
-                        "a {kind} is a PCI device and board {} has no PCI",
-                        board.name
-                    ),
-                )
-                .label("needs board pc or q35"),
+            let msg = format!(
+                "a {} is a PCI device and board {} has no PCI",
+                kind.name(),
+                ctx.board.name
             );
+            ctx.diags
+                .push(Diagnostic::new(&d.kind.loc, msg).label("needs board pc or q35"));
             return plan;
         }
     };
-    let Some(bus) = buses.iter().find(|b| b.spec.id == bus_id) else {
-        if broken.contains(&bus_id) {
-            return plan;
+    let Some(bus_kind) = ctx
+        .buses
+        .iter()
+        .find(|b| b.spec.id == bus_id)
+        .map(|b| b.spec.kind)
+    else {
+        if !ctx.broken.contains(&bus_id) {
+            unknown_bus(ctx, d, &plan.what, &bus_id);
         }
-        let ids: Vec<&str> = buses.iter().map(|b| b.spec.id.as_str()).collect();
-        let loc = loc_of(&d.bus, &d.loc);
-        let d = Diagnostic::new(
-            &loc,
-            format!("{} sits on unknown bus `{bus_id}`", plan.what),
-        );
-        let d = match did_you_mean(&bus_id, ids.iter().copied()) {
-            Some(s) => d.label(format!("did you mean `{s}`?")),
-            None => d.label("no such bus"),
-        };
-        diags.push(d.note(format!("buses: {}", ids.join(", "))));
         return plan;
     };
-    let ok = match want {
-        Plug::Isa => bus.spec.kind == BusKind::Isa,
-        Plug::Sysbus => bus.spec.kind == BusKind::Sysbus,
-        Plug::Pci => {
-            bus.spec.kind.is_pci()
-                || (bus.spec.kind == BusKind::Sysbus
-                    && board.virtio_mmio.is_some()
-                    && kind != "vga")
-        }
-    };
-    if !ok {
-        let needs = match want {
-            Plug::Isa => "the ISA bus `isa`".to_string(),
-            Plug::Sysbus => "the system bus `sysbus`".to_string(),
-            Plug::Pci if board.pci.is_some() => "a PCI bus".to_string(),
-            Plug::Pci => "a PCI bus, which this board lacks".to_string(),
-        };
-        let loc = loc_of(&d.bus, &d.kind.loc);
-        diags.push(
-            Diagnostic::new(
-                &loc,
-                format!(
-                    "a {kind} can't sit on the {} bus `{bus_id}`",
-                    bus.spec.kind.name()
-                ),
-            )
-            .label(format!("{kind} devices need {needs}")),
-        );
+    if !fits(ctx, kind, bus_kind) {
+        wrong_bus(ctx, d, kind, bus_kind, &bus_id);
         return plan;
     }
-    if kind == "nic" && bus.spec.kind == BusKind::Sysbus {
+    if kind == Kind::Nic && bus_kind == BusKind::Sysbus {
         if let Props::Nic {
             model: Some(mo), ..
         } = &d.props
         {
             if mo.value != "virtio-net" {
-                diags.push(
-                    Diagnostic::new(
-                        &mo.loc,
-                        format!(
-                            "an {} is a PCI card; board {} has only virtio-mmio",
-                            mo.value, board.name
-                        ),
-                    )
-                    .label("use model = \"virtio-net\""),
+                let msg = format!(
+                    "an {} is a PCI card; board {} has only virtio-mmio",
+                    mo.value, ctx.board.name
                 );
+                ctx.diags
+                    .push(Diagnostic::new(&mo.loc, msg).label("use model = \"virtio-net\""));
             }
         }
     }
-    // Keys that only make sense on some buses.
-    let kind_bus = bus.spec.kind;
-    let misplaced = |key: &str, loc: &Loc, diags: &mut Vec<Diagnostic>, applies: &str| {
-        diags.push(
-            Diagnostic::new(
-                loc,
-                format!(
-                    "`{key}` does not apply to device `{}` on the {} bus `{bus_id}`",
-                    d.id.value,
-                    kind_bus.name()
-                ),
-            )
-            .label(format!("`{key}` is for {applies}")),
+    misplaced_keys(ctx, d, kind, bus_kind, &bus_id);
+    plan.bus = Some(bus_id);
+    plan.bus_kind = Some(bus_kind);
+    plan
+}
+
+fn fits(ctx: &Ctx<'_>, kind: Kind, bus: BusKind) -> bool {
+    match plug(kind) {
+        Plug::Isa => bus == BusKind::Isa,
+        Plug::Sysbus => bus == BusKind::Sysbus,
+        Plug::Pci => {
+            bus.is_pci()
+                || (bus == BusKind::Sysbus && ctx.board.virtio_mmio.is_some() && kind != Kind::Vga)
+        }
+    }
+}
+
+fn unknown_bus(ctx: &mut Ctx<'_>, d: &DeviceCfg, what: &str, bus_id: &str) {
+    let ids: Vec<&str> = ctx.buses.iter().map(|b| b.spec.id.as_str()).collect();
+    let loc = loc_of(&d.bus, &d.loc);
+    let diag = Diagnostic::new(&loc, format!("{what} sits on unknown bus `{bus_id}`"));
+    let diag = match did_you_mean(bus_id, ids.iter().copied()) {
+        Some(s) => diag.label(format!("did you mean `{s}`?")),
+        None => diag.label("no such bus"),
+    };
+    let diag = diag.note(format!("buses: {}", ids.join(", ")));
+    ctx.diags.push(diag);
+}
+
+fn wrong_bus(ctx: &mut Ctx<'_>, d: &DeviceCfg, kind: Kind, bus: BusKind, bus_id: &str) {
+    let needs = match plug(kind) {
+        Plug::Isa => "the ISA bus `isa`",
+        Plug::Sysbus => "the system bus `sysbus`",
+        Plug::Pci if ctx.board.pci.is_some() => "a PCI bus",
+        Plug::Pci => "a PCI bus, which this board lacks",
+    };
+    let loc = loc_of(&d.bus, &d.kind.loc);
+    let msg = format!(
+        "a {} can't sit on the {} bus `{bus_id}`",
+        kind.name(),
+        bus.name()
+    );
+    ctx.diags
+        .push(Diagnostic::new(&loc, msg).label(format!("{} devices need {needs}", kind.name())));
+}
+
+/// Keys that only make sense on some buses.
+fn misplaced_keys(ctx: &mut Ctx<'_>, d: &DeviceCfg, kind: Kind, bus: BusKind, bus_id: &str) {
+    let mut misplaced = |key: &str, loc: &Loc, applies: &str| {
+        let msg = format!(
+            "`{key}` does not apply to device `{}` on the {} bus `{bus_id}`",
+            d.id.value,
+            bus.name()
         );
+        ctx.diags
+            .push(Diagnostic::new(loc, msg).label(format!("`{key}` is for {applies}")));
     };
     if let Some(a) = &d.addr {
-        if !kind_bus.is_pci() {
-            misplaced("addr", &a.loc, diags, "PCI devices");
+        if !bus.is_pci() {
+            misplaced("addr", &a.loc, "PCI devices");
         }
     }
     if let Some(v) = &d.io {
-        if kind_bus != BusKind::Isa {
-            misplaced("io", &v.loc, diags, "ISA devices");
+        if bus != BusKind::Isa {
+            misplaced("io", &v.loc, "ISA devices");
         }
     }
     if let Some(v) = &d.mmio {
-        if kind_bus != BusKind::Sysbus || kind == "ioapic" {
-            misplaced("mmio", &v.loc, diags, "virtio-mmio devices");
+        if bus != BusKind::Sysbus || kind == Kind::Ioapic {
+            misplaced("mmio", &v.loc, "virtio-mmio devices");
         }
     }
     if let Some(v) = &d.irq {
-        if kind_bus.is_pci() || kind == "ioapic" {
+        if bus.is_pci() || kind == Kind::Ioapic {
             misplaced(
                 "irq",
                 &v.loc,
-                diags,
                 "ISA and virtio-mmio devices (PCI interrupts follow the board's routing)",
             );
-        } else if kind_bus == BusKind::Sysbus {
-            plan.irq = Some(v.value as u32);
         }
     }
-    plan.bus = Some(bus_id);
-    plan.bus_kind = Some(kind_bus);
-    plan
 }

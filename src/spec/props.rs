@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::check::existing_file;
-use super::plan::{loc_of, Plan};
-use super::{CharBackend, DeviceKind, FwCfgData, NicBackend};
-use crate::board::Board;
-use crate::config::model::{DeviceCfg, FwCfgContents, Machine, Props};
+use super::ctx::{loc_of, Ctx, Plan};
+use super::{CharBackend, DeviceKind, DiskFormat, FwCfgData, Kind, NicBackend, NicModel, RtcClock};
+use crate::config::model::{DeviceCfg, FwCfgContents, Props};
 use crate::config::reader::Sp;
 use crate::config::source::{Diagnostic, Loc};
 
@@ -81,20 +80,33 @@ fn check_parent_dir(p: &Sp<PathBuf>, what: &str, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the property arms remember across devices: MACs, who reads stdin, which images
+/// are open (by file identity, so a hard link or symlink is the same image).
+#[derive(Default)]
+pub(super) struct Seen {
+    macs: Vec<([u8; 6], String, Loc)>,
+    stdio: Option<(String, Loc)>,
+    disks: Vec<(FileId, bool, String, Loc)>,
+}
+
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+/// The typed kind of a planned device, with every property checked.
 pub(super) fn device_kind(
+    ctx: &mut Ctx<'_>,
     p: &Plan<'_>,
-    m: &Machine,
-    board: &Board,
-    macs: &mut Vec<([u8; 6], String, Loc)>,
-    stdio_user: &mut Option<(String, Loc)>,
-    disks: &mut Vec<(PathBuf, bool, String, Loc)>,
-    diags: &mut Vec<Diagnostic>,
+    seen: &mut Seen,
+    ioapic_id: u8,
 ) -> Option<DeviceKind> {
     let d = p.cfg;
     let what = &p.what;
-    Some(match (d.kind.value.as_str(), &d.props) {
-        ("serial", Props::Serial { backend, path, log }) => {
+    let m = ctx.m;
+    let board = ctx.board;
+    let diags = &mut ctx.diags;
+    let (macs, stdio_user, disks) = (&mut seen.macs, &mut seen.stdio, &mut seen.disks);
+    Some(match (p.kind, &d.props) {
+        (Kind::Serial, Props::Serial { backend, path, log }) => {
             let default = if d.id.value == "com1" {
                 "stdio"
             } else {
@@ -123,13 +135,16 @@ pub(super) fn device_kind(
                 log: log.as_ref().map(|l| l.value.clone()),
             }
         }
-        ("rtc", Props::Rtc { clock }) => DeviceKind::Rtc {
-            localtime: clock.as_ref().is_some_and(|c| c.value == "localtime"),
+        (Kind::Rtc, Props::Rtc { clock }) => DeviceKind::Rtc {
+            clock: match clock.as_ref().map(|c| c.value.as_str()) {
+                Some("localtime") => RtcClock::Localtime,
+                _ => RtcClock::Utc,
+            },
         },
-        ("debugcon", Props::Debugcon { backend, path }) => DeviceKind::Debugcon {
+        (Kind::Debugcon, Props::Debugcon { backend, path }) => DeviceKind::Debugcon {
             backend: char_backend(backend, "stderr", path, what, &d.loc, diags),
         },
-        ("fw_cfg", Props::FwCfg { files }) => {
+        (Kind::FwCfg, Props::FwCfg { files }) => {
             let mut out: Vec<(String, FwCfgData)> = Vec::new();
             for f in files {
                 let name = &f.name.value;
@@ -172,7 +187,7 @@ pub(super) fn device_kind(
             out.sort_by(|a, b| a.0.cmp(&b.0));
             DeviceKind::FwCfg { files: out }
         }
-        ("vga", Props::Vga { vram }) => {
+        (Kind::Vga, Props::Vga { vram }) => {
             let v = vram.as_ref().map_or(16 << 20, |v| v.value);
             if let Some(vr) = vram {
                 if !v.is_power_of_two() || !(1 << 20..=256 << 20).contains(&v) {
@@ -188,7 +203,7 @@ pub(super) fn device_kind(
             DeviceKind::Vga { vram: v }
         }
         (
-            "nic",
+            Kind::Nic,
             Props::Nic {
                 model,
                 mac,
@@ -197,9 +212,20 @@ pub(super) fn device_kind(
                 switch,
             },
         ) => {
-            let model = model
-                .as_ref()
-                .map_or("virtio-net".to_string(), |m| m.value.clone());
+            let model = match model {
+                // (On a board without PCI the plan pass already refused it.)
+                Some(mo) if mo.value != "virtio-net" && p.on_pci() => {
+                    diags.push(
+                        Diagnostic::new(
+                            &mo.loc,
+                            format!("NIC model \"{}\" is not emulated yet", mo.value),
+                        )
+                        .label("use model = \"virtio-net\""),
+                    );
+                    NicModel::VirtioNet
+                }
+                _ => NicModel::VirtioNet,
+            };
             let mac = match mac {
                 Some(mac) => {
                     if let Some((_, other, oloc)) = macs.iter().find(|(x, _, _)| *x == mac.value) {
@@ -269,7 +295,7 @@ pub(super) fn device_kind(
             }
         }
         (
-            "disk",
+            Kind::Disk,
             Props::Disk {
                 path,
                 readonly,
@@ -285,7 +311,8 @@ pub(super) fn device_kind(
                 return None;
             };
             let abs = existing_file(p, "disk image", diags)?;
-            if let Some((_, other_ro, other, oloc)) = disks.iter().find(|(q, ..)| *q == abs) {
+            let id = file_id(&abs);
+            if let Some((_, other_ro, other, oloc)) = disks.iter().find(|(q, ..)| *q == id) {
                 if !readonly || !other_ro {
                     diags.push(
                         Diagnostic::new(
@@ -297,9 +324,12 @@ pub(super) fn device_kind(
                     );
                 }
             }
-            disks.push((abs.clone(), readonly, what.clone(), p.loc.clone()));
-            let fmt = format.as_ref().map_or("raw".into(), |f| f.value.clone());
-            if fmt == "qcow2" {
+            disks.push((id, readonly, what.clone(), p.loc.clone()));
+            let fmt = match format.as_ref().map(|f| f.value.as_str()) {
+                Some("qcow2") => DiskFormat::Qcow2,
+                _ => DiskFormat::Raw,
+            };
+            if fmt == DiskFormat::Qcow2 {
                 let floc = format.as_ref().map_or(&d.kind.loc, |f| &f.loc);
                 if !readonly {
                     diags.push(
@@ -328,13 +358,11 @@ pub(super) fn device_kind(
                 format: fmt,
             }
         }
-        ("i8042", _) => DeviceKind::I8042,
-        ("pm", _) => DeviceKind::Pm {
-            s5_typ: board.s5_typ,
-        },
-        ("pit", _) => DeviceKind::Pit,
-        ("pic", _) => DeviceKind::Pic,
-        ("ioapic", _) => DeviceKind::Ioapic,
+        (Kind::I8042, _) => DeviceKind::I8042,
+        (Kind::Pm, _) => DeviceKind::Pm(board.pm),
+        (Kind::Pit, _) => DeviceKind::Pit,
+        (Kind::Pic, _) => DeviceKind::Pic,
+        (Kind::Ioapic, _) => DeviceKind::Ioapic { apic_id: ioapic_id },
         _ => return None,
     })
 }
@@ -345,6 +373,16 @@ impl DeviceCfg {
             Props::Nic { mac: Some(m), .. } => m.loc.clone(),
             _ => self.id.loc.clone(),
         }
+    }
+}
+
+/// The device and inode of an existing file (the path itself when metadata fails, which
+/// can't happen for a file `existing_file` accepted but keeps this total).
+fn file_id(path: &std::path::Path) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => (m.dev(), m.ino()),
+        Err(_) => (u64::MAX, 0),
     }
 }
 

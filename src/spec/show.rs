@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{
     mac_string, ArtifactSpec, CharBackend, DeviceKind, DeviceSpec, FwCfgData, MachineSpec,
-    NicBackend,
+    NicBackend, RtcClock,
 };
 use crate::config::units::format_size;
 
@@ -38,9 +38,9 @@ pub fn to_toml(spec: &MachineSpec) -> String {
     let _ = writeln!(
         o,
         "memory = {}  # {} below 4 GiB, {} above",
-        q(&format_size(spec.memory)),
-        format_size(spec.ram_below_4g),
-        format_size(spec.ram_above_4g)
+        q(&format_size(spec.memory.size)),
+        format_size(spec.memory.below_4g),
+        format_size(spec.memory.above_4g)
     );
     let c = &spec.cpus;
     let _ = writeln!(
@@ -53,7 +53,7 @@ pub fn to_toml(spec: &MachineSpec) -> String {
     );
     let _ = writeln!(o, "defaults = false");
     let b = &spec.boot;
-    if b.kernel.is_some() || b.firmware.is_some() {
+    if b.kernel.is_some() || b.firmware.is_some() || !b.cmdline.is_empty() {
         let _ = writeln!(o, "\n[boot]");
         if let Some(k) = &b.kernel {
             let _ = writeln!(o, "kernel = {}", artifact(k));
@@ -61,7 +61,7 @@ pub fn to_toml(spec: &MachineSpec) -> String {
         if let Some(i) = &b.initrd {
             let _ = writeln!(o, "initrd = {}", artifact(i));
         }
-        if b.kernel.is_some() {
+        if b.kernel.is_some() || !b.cmdline.is_empty() {
             let _ = writeln!(o, "cmdline = {}", q(&b.cmdline));
         }
         if let Some(f) = &b.firmware {
@@ -113,27 +113,32 @@ fn device(o: &mut String, d: &DeviceSpec) {
             p.gsi
         );
     }
-    if let Some(io) = d.io {
-        let ranges: Vec<String> = d
-            .io_ranges
-            .iter()
-            .map(|(b, l)| {
-                if *l == 1 {
-                    format!("{b:#x}")
-                } else {
-                    format!("{b:#x}-{:#x}", b + l - 1)
-                }
-            })
-            .collect();
+    let isa = d.bus == "isa";
+    if let (Some(io), true) = (d.io_base(), isa) {
+        let ranges: Vec<String> =
+            d.io.iter()
+                .map(|r| {
+                    if r.len == 1 {
+                        format!("{:#x}", r.base)
+                    } else {
+                        format!("{:#x}-{:#x}", r.base, r.base + (r.len - 1))
+                    }
+                })
+                .collect();
         let _ = writeln!(o, "io = {io:#x}  # ports {}", ranges.join(", "));
     }
-    let sysbus_virtio =
-        matches!(d.kind, DeviceKind::Nic { .. } | DeviceKind::Disk { .. }) && d.pci.is_none();
-    if let Some(irq) = d.irq {
-        let _ = writeln!(o, "irq = {irq}");
+    let sysbus_virtio = d.bus_kind_is_sysbus()
+        && matches!(d.kind, DeviceKind::Nic { .. } | DeviceKind::Disk { .. });
+    if let (Some(irq), true) = (d.irq(), isa || sysbus_virtio) {
+        let more: Vec<String> = d.irqs.iter().skip(1).map(u32::to_string).collect();
+        if more.is_empty() {
+            let _ = writeln!(o, "irq = {irq}");
+        } else {
+            let _ = writeln!(o, "irq = {irq}  # also {}", more.join(", "));
+        }
     }
-    if let (Some((base, len)), true) = (d.mmio, sysbus_virtio) {
-        let _ = writeln!(o, "mmio = {base:#x}  # {len:#x} bytes");
+    if let (Some(m), true) = (d.mmio.first(), sysbus_virtio) {
+        let _ = writeln!(o, "mmio = {:#x}  # {:#x} bytes", m.base, m.len);
     }
     match &d.kind {
         DeviceKind::Serial { backend, log } => {
@@ -143,12 +148,12 @@ fn device(o: &mut String, d: &DeviceSpec) {
             }
         }
         DeviceKind::Debugcon { backend } => chardev(o, backend),
-        DeviceKind::Rtc { localtime } => {
-            let _ = writeln!(
-                o,
-                "clock = {}",
-                q(if *localtime { "localtime" } else { "utc" })
-            );
+        DeviceKind::Rtc { clock } => {
+            let name = match clock {
+                RtcClock::Utc => "utc",
+                RtcClock::Localtime => "localtime",
+            };
+            let _ = writeln!(o, "clock = {}", q(name));
         }
         DeviceKind::FwCfg { files } => {
             let items: Vec<String> = files
@@ -168,7 +173,12 @@ fn device(o: &mut String, d: &DeviceSpec) {
             mac,
             backend,
         } => {
-            let _ = writeln!(o, "model = {}\nmac = {}", q(model), q(&mac_string(mac)));
+            let _ = writeln!(
+                o,
+                "model = {}\nmac = {}",
+                q(model.name()),
+                q(&mac_string(mac))
+            );
             match backend {
                 NicBackend::None => {
                     let _ = writeln!(o, "backend = \"none\"");
@@ -193,14 +203,20 @@ fn device(o: &mut String, d: &DeviceSpec) {
                 o,
                 "path = {}\nreadonly = {readonly}\nformat = {}",
                 qp(path),
-                q(format)
+                q(format.name())
             );
         }
         DeviceKind::I8042
         | DeviceKind::Pm { .. }
         | DeviceKind::Pit
         | DeviceKind::Pic
-        | DeviceKind::Ioapic => {}
+        | DeviceKind::Ioapic { .. } => {}
+    }
+}
+
+impl DeviceSpec {
+    fn bus_kind_is_sysbus(&self) -> bool {
+        self.bus == "sysbus"
     }
 }
 

@@ -40,6 +40,7 @@ pub fn resolve(
                     parent: None,
                     addr: None,
                     number,
+                    port: None,
                 },
                 cfg: None,
             }
@@ -108,6 +109,7 @@ pub fn resolve(
                 parent: Some(parent),
                 addr: None,
                 number: None,
+                port: None,
             },
             cfg: Some(b.clone()),
         });
@@ -211,6 +213,19 @@ fn find_cycle(buses: &[Bus], i: usize) -> Option<Vec<String>> {
     None
 }
 
+/// The buses as the spec keeps them: the roots, then the bridges in bus-number order
+/// (so a bridge always comes after its parent), PCIe root ports numbered in that order.
+pub fn finish(buses: Vec<Bus>) -> Vec<BusSpec> {
+    let mut out: Vec<BusSpec> = buses.into_iter().map(|b| b.spec).collect();
+    out.sort_by_key(|b| (b.parent.is_some(), b.number));
+    let mut port = 0u8;
+    for b in out.iter_mut().filter(|b| b.kind == BusKind::PcieRootPort) {
+        b.port = Some(port);
+        port = port.wrapping_add(1);
+    }
+    out
+}
+
 /// Numbers bridges' secondary buses depth-first, children in (slot, function) order.
 /// Returns false (with an error) when there are more than 255 bridges.
 pub fn number_buses(buses: &mut [Bus], anchor: &Loc, diags: &mut Vec<Diagnostic>) {
@@ -235,7 +250,7 @@ pub fn number_buses(buses: &mut [Bus], anchor: &Loc, diags: &mut Vec<Diagnostic>
 }
 
 fn number_below(buses: &mut [Bus], parent: &str, next: &mut u32) {
-    let mut kids: Vec<(super::PciAddr, usize)> = buses
+    let mut kids: Vec<(crate::config::reader::PciAddr, usize)> = buses
         .iter()
         .enumerate()
         .filter(|(_, b)| b.spec.parent.as_deref() == Some(parent))

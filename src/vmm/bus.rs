@@ -30,6 +30,8 @@ pub struct NotDecoded;
 struct Entry {
     base: u64,
     len: u64,
+    /// Which of the device's register regions this range is.
+    region: usize,
     dev: SharedDevice,
 }
 
@@ -44,8 +46,20 @@ impl Bus {
         Self::default()
     }
 
-    /// Puts `dev` at `[base, base + len)`. Overlapping an existing range is an error.
+    /// Puts region 0 of `dev` at `[base, base + len)`. Overlapping an existing range is
+    /// an error.
     pub fn insert(&mut self, dev: SharedDevice, base: u64, len: u64) -> Result<(), BusError> {
+        self.insert_region(dev, 0, base, len)
+    }
+
+    /// Puts register region `region` of `dev` at `[base, base + len)`.
+    pub fn insert_region(
+        &mut self,
+        dev: SharedDevice,
+        region: usize,
+        base: u64,
+        len: u64,
+    ) -> Result<(), BusError> {
         if len == 0 || base.checked_add(len).is_none() {
             return Err(BusError::BadRange { base, len });
         }
@@ -67,7 +81,15 @@ impl Bus {
                 });
             }
         }
-        self.entries.insert(idx, Entry { base, len, dev });
+        self.entries.insert(
+            idx,
+            Entry {
+                base,
+                len,
+                region,
+                dev,
+            },
+        );
         Ok(())
     }
 
@@ -86,7 +108,7 @@ impl Bus {
         // A poisoned lock means another vCPU panicked inside the device; the state is
         // still the device's own, so go on rather than take this thread down too.
         let mut dev = e.dev.lock().unwrap_or_else(|p| p.into_inner());
-        dev.read(e.base, addr - e.base, data);
+        dev.read(e.region, addr - e.base, data);
         true
     }
 
@@ -106,7 +128,7 @@ impl Bus {
     pub fn try_write(&self, addr: u64, data: &[u8]) -> Result<Option<VmEvent>, NotDecoded> {
         let e = self.find(addr).ok_or(NotDecoded)?;
         let mut dev = e.dev.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(dev.write(e.base, addr - e.base, data))
+        Ok(dev.write(e.region, addr - e.base, data))
     }
 }
 
@@ -115,13 +137,13 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Rec(Vec<(u64, u64, u8)>);
+    struct Rec(Vec<(usize, u64, u8)>);
     impl BusDevice for Rec {
-        fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-            data.fill((base + offset) as u8);
+        fn read(&mut self, region: usize, offset: u64, data: &mut [u8]) {
+            data.fill(region as u8 * 0x10 + offset as u8);
         }
-        fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
-            self.0.push((base, offset, data[0]));
+        fn write(&mut self, region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
+            self.0.push((region, offset, data[0]));
             (data[0] == 0xff).then_some(VmEvent::Reset)
         }
     }
@@ -131,8 +153,8 @@ mod tests {
         let mut bus = Bus::new();
         let d: SharedDevice = Arc::new(Mutex::new(Rec::default()));
         bus.insert(d.clone(), 0x3f8, 8).unwrap();
-        bus.insert(d.clone(), 0x60, 1).unwrap();
-        bus.insert(d.clone(), 0x64, 1).unwrap();
+        bus.insert_region(d.clone(), 0, 0x60, 1).unwrap();
+        bus.insert_region(d.clone(), 1, 0x64, 1).unwrap();
         assert!(matches!(
             bus.insert(d.clone(), 0x3ff, 2),
             Err(BusError::Overlap {
@@ -151,7 +173,9 @@ mod tests {
         ));
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fa, &mut b));
-        assert_eq!(b[0], 0xfa);
+        assert_eq!(b[0], 2);
+        assert!(bus.read(0x64, &mut b));
+        assert_eq!(b[0], 0x10);
         assert!(!bus.read(0x62, &mut b));
         assert!(!bus.read(0x3f7, &mut b));
         assert_eq!(bus.write(0x64, &[0xff]), Some(VmEvent::Reset));

@@ -239,10 +239,10 @@ mod tests {
     #[derive(Default)]
     struct Rec(Vec<u8>);
     impl BusDevice for Rec {
-        fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+        fn read(&mut self, _region: usize, offset: u64, data: &mut [u8]) {
             data.fill(offset as u8 + 0x10);
         }
-        fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<VmEvent> {
+        fn write(&mut self, _region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
             self.0.extend_from_slice(data);
             match data[0] {
                 0xfe => Some(VmEvent::Reset),

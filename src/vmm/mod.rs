@@ -8,6 +8,10 @@ pub mod memory;
 pub mod vcpu;
 pub mod vm;
 pub use exit::ExitReason;
-pub mod attach;
 pub mod builder;
+pub mod machine;
 pub mod rtc;
+pub mod wire;
+
+pub use builder::{build, BuildError, BuildOptions};
+pub use machine::{Machine, RunError, RunOptions, Screen};

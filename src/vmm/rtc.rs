@@ -61,17 +61,17 @@ pub struct RtcPorts {
 }
 
 impl BusDevice for RtcPorts {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, region: usize, offset: u64, data: &mut [u8]) {
         let mut c = self.cmos.lock().unwrap_or_else(|p| p.into_inner());
-        c.read(base, offset, data);
+        c.read(region, offset, data);
         if offset == 1 {
             arm(&self.timer, &mut c);
         }
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
         let mut c = self.cmos.lock().unwrap_or_else(|p| p.into_inner());
-        let ev = c.write(base, offset, data);
+        let ev = c.write(region, offset, data);
         if offset == 1 {
             arm(&self.timer, &mut c);
         }

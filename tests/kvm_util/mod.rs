@@ -30,10 +30,10 @@ pub fn kvm_or_skip() -> Option<Kvm> {
 #[derive(Default)]
 pub struct Recorder(pub Vec<u8>);
 impl BusDevice for Recorder {
-    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, _offset: u64, data: &mut [u8]) {
         data.fill(0x5a);
     }
-    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
         self.0.extend_from_slice(data);
         None
     }
@@ -42,10 +42,10 @@ impl BusDevice for Recorder {
 /// Any write powers the machine off.
 pub struct PowerOff;
 impl BusDevice for PowerOff {
-    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, _offset: u64, data: &mut [u8]) {
         data.fill(0);
     }
-    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, _offset: u64, _data: &[u8]) -> Option<VmEvent> {
         Some(VmEvent::Poweroff)
     }
 }
@@ -53,8 +53,8 @@ impl BusDevice for PowerOff {
 /// Ignores everything (a POST-port-like sink for the exit-cost loop).
 pub struct Sink;
 impl BusDevice for Sink {
-    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
-    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) -> Option<VmEvent> {
+    fn read(&mut self, _region: usize, _offset: u64, _data: &mut [u8]) {}
+    fn write(&mut self, _region: usize, _offset: u64, _data: &[u8]) -> Option<VmEvent> {
         None
     }
 }

@@ -41,15 +41,15 @@ fn rtc() -> (Cmos, Arc<AtomicU64>, Arc<Level>) {
 }
 
 fn get(c: &mut Cmos, i: u8) -> u8 {
-    c.write(0x70, 0, &[i]);
+    c.write(0, 0, &[i]);
     let mut b = [0u8];
-    c.read(0x70, 1, &mut b);
+    c.read(0, 1, &mut b);
     b[0]
 }
 
 fn set(c: &mut Cmos, i: u8, v: u8) {
-    c.write(0x70, 0, &[i]);
-    c.write(0x70, 1, &[v]);
+    c.write(0, 0, &[i]);
+    c.write(0, 1, &[v]);
 }
 
 fn advance(t: &AtomicU64, ns: u64) {
@@ -200,13 +200,13 @@ fn periodic_interrupt() {
 #[test]
 fn index_nmi_and_ram() {
     let (mut c, _, _) = rtc();
-    c.write(0x70, 0, &[0x80 | 0x40]);
+    c.write(0, 0, &[0x80 | 0x40]);
     assert!(c.nmi_masked());
-    c.write(0x70, 1, &[0x5A]);
+    c.write(0, 1, &[0x5A]);
     assert_eq!(get(&mut c, 0x40), 0x5A);
     assert!(!c.nmi_masked());
     let mut b = [0u8];
-    c.read(0x70, 0, &mut b);
+    c.read(0, 0, &mut b);
     assert_eq!(b[0], 0xFF, "the index port is write-only");
     assert_eq!(get(&mut c, 0x0D), 0x80);
     set(&mut c, 0x0D, 0);

@@ -37,18 +37,17 @@ pub fn items_for(
     spec: &MachineSpec,
     files: &[(String, FwCfgData)],
 ) -> Result<FwCfgItems, FwCfgError> {
-    let board = spec.board.board();
-    let ram = layout::ram_regions(spec.memory, board.low_limit(spec.memory));
+    let ram = &spec.memory.ram;
     let cpus = spec.cpus.count();
     let apic_id_limit = (0..cpus)
         .map(|i| spec.cpus.apic_id(i) + 1)
         .max()
         .unwrap_or(1);
     let info = MachineInfo {
-        ram_size: spec.memory,
+        ram_size: spec.memory.size,
         cpus: cpus.min(u16::MAX as u32) as u16,
         apic_id_limit: apic_id_limit.min(u16::MAX as u32) as u16,
-        e820: firmware_e820(&ram),
+        e820: firmware_e820(ram),
         nographic: false,
         boot_menu: false,
         bootorder: Vec::new(),
@@ -76,7 +75,7 @@ pub fn items_for(
             &image,
             initrd.as_deref(),
             &spec.boot.cmdline,
-            spec.ram_below_4g,
+            spec.memory.below_4g,
         )?;
     }
     Ok(items)

@@ -23,22 +23,22 @@ fn ctl() -> (I8042, Arc<Level>, Arc<Level>) {
 
 fn status(c: &mut I8042) -> u8 {
     let mut b = [0u8];
-    c.read(0x64, 0, &mut b);
+    c.read(1, 0, &mut b);
     b[0]
 }
 
 fn data(c: &mut I8042) -> u8 {
     let mut b = [0u8];
-    c.read(0x60, 0, &mut b);
+    c.read(0, 0, &mut b);
     b[0]
 }
 
 fn cmd(c: &mut I8042, v: u8) -> Option<VmEvent> {
-    c.write(0x64, 0, &[v])
+    c.write(1, 0, &[v])
 }
 
 fn put(c: &mut I8042, v: u8) -> Option<VmEvent> {
-    c.write(0x60, 0, &[v])
+    c.write(0, 0, &[v])
 }
 
 /// Everything waiting in the output buffer, in order.

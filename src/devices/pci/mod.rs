@@ -58,7 +58,7 @@ pub mod root;
 
 pub use config::{BarDef, BarKind, BarRegion, PciConfig, PciIds};
 pub use ports::{Ecam, PciPorts};
-pub use root::{PciError, PciRoot, ECAM_BASE, ECAM_SIZE};
+pub use root::{PciError, PciRoot, ECAM_SIZE};
 
 use std::sync::{Arc, Mutex};
 

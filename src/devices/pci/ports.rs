@@ -42,10 +42,10 @@ impl PciPorts {
 }
 
 impl BusDevice for PciPorts {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, region: usize, offset: u64, data: &mut [u8]) {
         match (offset, data.len()) {
             (0, 4) => data.copy_from_slice(&self.address.to_le_bytes()),
-            (1, 1) => self.reset.read(base, 0, data),
+            (1, 1) => self.reset.read(region, 0, data),
             (o, n) => match self.target(o, n) {
                 Some((bus, devfn, reg)) => self.root.config_read(bus, devfn, reg, data),
                 None => data.fill(0xff),
@@ -53,13 +53,13 @@ impl BusDevice for PciPorts {
         }
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
         match (offset, data) {
             (0, &[a, b, c, d]) => {
                 self.address = u32::from_le_bytes([a, b, c, d]) & 0x80ff_fffc;
                 None
             }
-            (1, &[_]) => self.reset.write(base, 0, data),
+            (1, &[_]) => self.reset.write(region, 0, data),
             (o, _) => {
                 if let Some((bus, devfn, reg)) = self.target(o, data.len()) {
                     self.root.config_write(bus, devfn, reg, data);
@@ -90,14 +90,14 @@ impl Ecam {
 }
 
 impl BusDevice for Ecam {
-    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, offset: u64, data: &mut [u8]) {
         match Self::target(offset, data.len()) {
             Some((bus, devfn, reg)) => self.root.config_read(bus, devfn, reg, data),
             None => data.fill(0xff),
         }
     }
 
-    fn write(&mut self, _base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
         if let Some((bus, devfn, reg)) = Self::target(offset, data.len()) {
             self.root.config_write(bus, devfn, reg, data);
         }

@@ -21,16 +21,14 @@ use thiserror::Error;
 
 use super::bridge::PciBridge;
 use super::{PciDevice, PlainFunction, SharedPciDevice};
-use crate::board::BoardKind;
 use crate::config::reader::PciAddr;
 use crate::devices::IrqLine;
-use crate::spec::{BusKind, DeviceKind, MachineSpec, PciPlacement};
+use crate::spec::{BusKind, ChipsetFunction, MachineSpec, PciPlacement};
 
 /// Makes the interrupt line for a GSI (the VMM's `KVM_IRQ_LINE`).
 pub type IrqFactory = Box<dyn Fn(u32) -> Arc<dyn IrqLine> + Send + Sync>;
 
-/// The ECAM window on `q35`.
-pub const ECAM_BASE: u64 = 0xb000_0000;
+/// The size of an ECAM window for 256 buses.
 pub const ECAM_SIZE: u64 = 0x1000_0000;
 /// Configuration mechanism #1: address at 0xCF8, data at 0xCFC-0xCFF, reset at 0xCF9.
 pub const CONFIG_PORTS: u64 = 0xcf8;
@@ -155,35 +153,27 @@ impl PciRoot {
     /// `pc`: i440FX 00.0, PIIX3 ISA 01.0, PIIX4 PM 01.3 (IDE 01.1 and USB 01.2 absent).
     /// `q35`: Q35 host 00.0, ICH9 LPC 1f.0 (SATA 1f.2 and SMBus 1f.3 absent).
     pub fn from_spec(spec: &MachineSpec, irq: IrqFactory) -> Result<Option<Self>, PciError> {
-        let pm_base = spec
-            .devices
-            .iter()
-            .find(|d| matches!(d.kind, DeviceKind::Pm { .. }))
-            .and_then(|d| d.io)
-            .unwrap_or(0x600);
+        let Some(host) = &spec.chipset.pci else {
+            return Ok(None);
+        };
+        let pm_base = spec.pm().and_then(|(d, _)| d.io_base()).unwrap_or(0);
         let root = Self::new(irq);
         let plain = |c| Arc::new(Mutex::new(PlainFunction(c))) as SharedPciDevice;
-        let at = |slot, func| PciAddr { slot, func };
-        match spec.board {
-            BoardKind::Pc => {
-                root.add_function(0, at(0, 0), plain(super::i440fx::i440fx()))?;
-                root.add_function(0, at(1, 0), plain(super::piix::piix3_isa()))?;
-                root.add_function(0, at(1, 3), plain(super::piix::piix4_pm(pm_base)))?;
-            }
-            BoardKind::Q35 => {
-                root.add_function(0, at(0, 0), plain(super::q35::q35_host(ECAM_BASE)))?;
-                root.add_function(0, at(0x1f, 0), plain(super::ich9::ich9_lpc(pm_base)))?;
-            }
-            BoardKind::Microvm => return Ok(None),
+        for &(addr, f) in &host.functions {
+            let config = match f {
+                ChipsetFunction::I440fxHost => super::i440fx::i440fx(),
+                ChipsetFunction::Piix3Isa => super::piix::piix3_isa(),
+                ChipsetFunction::Piix4Pm => super::piix::piix4_pm(pm_base),
+                ChipsetFunction::Q35Host => super::q35::q35_host(host.ecam.map_or(0, |e| e.base)),
+                ChipsetFunction::Ich9Lpc => super::ich9::ich9_lpc(pm_base),
+            };
+            root.add_function(0, addr, plain(config))?;
         }
-        let mut ports = 0u8;
+        // Bridges come in bus-number order, so a parent is always in place first.
         for b in &spec.buses {
-            let bridge = match b.kind {
-                BusKind::PciBridge => PciBridge::pci_bridge(),
-                BusKind::PcieRootPort => {
-                    ports = ports.wrapping_add(1);
-                    PciBridge::pcie_root_port(ports - 1)
-                }
+            let bridge = match (b.kind, b.port) {
+                (BusKind::PciBridge, _) => PciBridge::pci_bridge(),
+                (BusKind::PcieRootPort, Some(port)) => PciBridge::pcie_root_port(port),
                 _ => continue,
             };
             let bad = || PciError::BadBridge(b.id.clone());
@@ -192,11 +182,7 @@ impl PciRoot {
                 .as_ref()
                 .and_then(|p| spec.buses.iter().find(|x| &x.id == p))
                 .ok_or_else(bad)?;
-            let parent_number = if parent.kind.is_pci() && parent.parent.is_none() {
-                parent.number.unwrap_or(0)
-            } else {
-                parent.number.ok_or_else(bad)?
-            };
+            let parent_number = parent.number.ok_or_else(bad)?;
             let addr = b.addr.ok_or_else(bad)?;
             let number = b.number.ok_or_else(bad)?;
             root.add_bridge(parent_number, addr, bridge, number)?;

@@ -90,19 +90,19 @@ fn tree() -> (Arc<PciRoot>, Arc<Line>, Arc<Mutex<Dev>>, Arc<Mutex<Dev>>) {
 
 fn cf8(p: &mut PciPorts, bus: u8, dev: u8, func: u8, reg: u8) {
     let a = 0x8000_0000 | u32::from(bus) << 16 | u32::from(dev) << 11 | u32::from(func) << 8;
-    p.write(0xcf8, 0, &(a | u32::from(reg)).to_le_bytes());
+    p.write(0, 0, &(a | u32::from(reg)).to_le_bytes());
 }
 
 fn rd32(p: &mut PciPorts, bus: u8, dev: u8, reg: u8) -> u32 {
     cf8(p, bus, dev, 0, reg & !3);
     let mut d = [0; 4];
-    p.read(0xcf8, 4, &mut d);
+    p.read(0, 4, &mut d);
     u32::from_le_bytes(d)
 }
 
 fn wr32(p: &mut PciPorts, bus: u8, dev: u8, reg: u8, v: u32) {
     cf8(p, bus, dev, 0, reg & !3);
-    p.write(0xcf8, 4, &v.to_le_bytes());
+    p.write(0, 4, &v.to_le_bytes());
 }
 
 #[test]
@@ -110,8 +110,8 @@ fn mechanism_1() {
     let (root, ..) = tree();
     let mut p = PciPorts::new(root);
     let mut d = [0; 4];
-    p.write(0xcf8, 0, &0x8000_0000u32.to_le_bytes());
-    p.read(0xcf8, 0, &mut d);
+    p.write(0, 0, &0x8000_0000u32.to_le_bytes());
+    p.read(0, 0, &mut d);
     assert_eq!(u32::from_le_bytes(d), 0x8000_0000);
     assert_eq!(rd32(&mut p, 0, 0, 0), 0x1237_8086);
     assert_eq!(rd32(&mut p, 0, 3, 0), 0x1041_1af4);
@@ -120,18 +120,18 @@ fn mechanism_1() {
     // Byte and word reads at offsets of the data port.
     cf8(&mut p, 0, 0, 0, 0);
     let mut w = [0; 2];
-    p.read(0xcf8, 6, &mut w);
+    p.read(0, 6, &mut w);
     assert_eq!(u16::from_le_bytes(w), 0x1237);
     let mut b = [0; 1];
-    p.read(0xcf8, 5, &mut b);
+    p.read(0, 5, &mut b);
     assert_eq!(b, [0x80]);
     // Disabled: all ones.
-    p.write(0xcf8, 0, &0x0000_0000u32.to_le_bytes());
-    p.read(0xcf8, 4, &mut d);
+    p.write(0, 0, &0x0000_0000u32.to_le_bytes());
+    p.read(0, 4, &mut d);
     assert_eq!(d, [0xff; 4]);
     // 0xCF9 is the reset register: RST_CPU resets.
-    assert_eq!(p.write(0xcf8, 1, &[0x02]), None);
-    assert_eq!(p.write(0xcf8, 1, &[0x06]), Some(VmEvent::Reset));
+    assert_eq!(p.write(0, 1, &[0x02]), None);
+    assert_eq!(p.write(0, 1, &[0x06]), Some(VmEvent::Reset));
 }
 
 #[test]
@@ -151,9 +151,9 @@ fn bus_numbers_follow_the_guest() {
     // ECAM sees the same tree.
     let mut e = Ecam::new(root);
     let mut d = [0; 4];
-    e.read(ECAM_BASE, 5 << 20 | (2 << 3) << 12, &mut d);
+    e.read(0, 5 << 20 | (2 << 3) << 12, &mut d);
     assert_eq!(u32::from_le_bytes(d), 0x1041_1af4);
-    e.read(ECAM_BASE, 5 << 20 | (2 << 3) << 12 | 0x100, &mut d);
+    e.read(0, 5 << 20 | (2 << 3) << 12 | 0x100, &mut d);
     assert_eq!(d, [0xff; 4]);
 }
 
@@ -270,15 +270,15 @@ fn fuzz_config_and_bar_accesses() {
         match r % 8 {
             0 => {
                 let a = 0x8000_0000 | bus << 16 | devfn << 8 | reg & 0xff;
-                let _ = p.write(0xcf8, 0, &a.to_le_bytes());
+                let _ = p.write(0, 0, &a.to_le_bytes());
             }
-            1 => p.read(0xcf8, rng.next() % 8, data),
+            1 => p.read(0, rng.next() % 8, data),
             2 => {
-                let _ = p.write(0xcf8, 4 + rng.next() % 4, data);
+                let _ = p.write(0, 4 + rng.next() % 4, data);
             }
-            3 => e.read(ECAM_BASE, u64::from(bus << 20 | devfn << 12 | reg), data),
+            3 => e.read(0, u64::from(bus << 20 | devfn << 12 | reg), data),
             4 => {
-                let _ = e.write(ECAM_BASE, u64::from(bus << 20 | devfn << 12 | reg), data);
+                let _ = e.write(0, u64::from(bus << 20 | devfn << 12 | reg), data);
             }
             5 => {
                 let _ = root.io_read(rng.next() % 0x1_0000, data);
@@ -291,7 +291,7 @@ fn fuzz_config_and_bar_accesses() {
             }
             _ => {
                 // Offsets anywhere in the ECAM window, including unaligned ones.
-                let _ = e.write(ECAM_BASE, rng.next() % ECAM_SIZE, data);
+                let _ = e.write(0, rng.next() % ECAM_SIZE, data);
             }
         }
     }

@@ -23,14 +23,14 @@ use render::Frame;
 use vbe::{Dispi, DispiEffect};
 use vram::{Vram, Window};
 
-/// I/O base of the legacy registers.
-pub const VGA_IO_BASE: u64 = 0x3b0;
+/// The device's register regions (the spec places them: the legacy registers at
+/// 0x3b0-0x3df, the DISPI index/data pair at 0x1ce, the window at 0xa0000).
+pub const REGION_REGS: usize = 0;
+pub const REGION_DISPI: usize = 1;
+pub const REGION_WINDOW: usize = 2;
+/// Region sizes.
 pub const VGA_IO_LEN: u64 = 0x30;
-/// DISPI index (0x1CE) and data (0x1CF) ports.
-pub const DISPI_IO_BASE: u64 = 0x1ce;
 pub const DISPI_IO_LEN: u64 = 2;
-/// The legacy memory window.
-pub const WINDOW_BASE: u64 = 0xa0000;
 pub const WINDOW_LEN: u64 = 0x20000;
 /// Size of the MMIO register BAR (BAR2).
 pub const MMIO_BAR_LEN: u64 = 0x1000;
@@ -193,14 +193,16 @@ impl Vga {
 }
 
 impl BusDevice for Vga {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        match base {
-            VGA_IO_BASE => {
+    /// Regions: 0 the legacy registers (0x3b0-0x3df), 1 the Bochs DISPI index/data
+    /// pair (0x1ce), 2 the legacy memory window (0xa0000).
+    fn read(&mut self, region: usize, offset: u64, data: &mut [u8]) {
+        match region {
+            REGION_REGS => {
                 for (k, b) in data.iter_mut().enumerate() {
                     *b = self.regs.read(offset + k as u64);
                 }
             }
-            DISPI_IO_BASE => {
+            REGION_DISPI => {
                 let v = if offset == 0 {
                     self.dispi.index
                 } else {
@@ -211,7 +213,7 @@ impl BusDevice for Vga {
                     *b = v.get(k).copied().unwrap_or(0);
                 }
             }
-            WINDOW_BASE => {
+            REGION_WINDOW => {
                 let bank = self.dispi.bank_offset();
                 for (k, b) in data.iter_mut().enumerate() {
                     *b = self
@@ -223,14 +225,14 @@ impl BusDevice for Vga {
         }
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
-        match base {
-            VGA_IO_BASE => {
+    fn write(&mut self, region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
+        match region {
+            REGION_REGS => {
                 for (k, &b) in data.iter().enumerate() {
                     self.regs.write(offset + k as u64, b);
                 }
             }
-            DISPI_IO_BASE => {
+            REGION_DISPI => {
                 let mut v = [0u8; 2];
                 for (d, s) in v.iter_mut().zip(data) {
                     *d = *s;
@@ -242,7 +244,7 @@ impl BusDevice for Vga {
                     self.dispi_write(v);
                 }
             }
-            WINDOW_BASE => {
+            REGION_WINDOW => {
                 let bank = self.dispi.bank_offset();
                 for (k, &b) in data.iter().enumerate() {
                     self.window

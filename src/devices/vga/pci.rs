@@ -103,12 +103,12 @@ impl PciDevice for StdVga {
 }
 
 impl BusDevice for StdVga {
-    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        self.vga.read(base, offset, data)
+    fn read(&mut self, region: usize, offset: u64, data: &mut [u8]) {
+        self.vga.read(region, offset, data)
     }
 
-    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
-        self.vga.write(base, offset, data)
+    fn write(&mut self, region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
+        self.vga.write(region, offset, data)
     }
 }
 

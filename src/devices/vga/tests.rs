@@ -5,12 +5,12 @@ use super::*;
 use crate::testing::Rng;
 
 fn outb(v: &mut Vga, port: u64, b: u8) {
-    v.write(VGA_IO_BASE, port - VGA_IO_BASE, &[b]);
+    v.write(REGION_REGS, port - 0x3b0, &[b]);
 }
 
 fn outw_dispi(v: &mut Vga, index: u16, val: u16) {
-    v.write(DISPI_IO_BASE, 0, &index.to_le_bytes());
-    v.write(DISPI_IO_BASE, 1, &val.to_le_bytes());
+    v.write(REGION_DISPI, 0, &index.to_le_bytes());
+    v.write(REGION_DISPI, 1, &val.to_le_bytes());
 }
 
 #[test]
@@ -28,7 +28,7 @@ fn text_through_ports_and_window_renders() {
     outb(&mut v, 0x3ce, 6);
     outb(&mut v, 0x3cf, 4);
     for line in 0..16u64 {
-        v.write(WINDOW_BASE, b'X' as u64 * 32 + line, &[0xf0]);
+        v.write(REGION_WINDOW, b'X' as u64 * 32 + line, &[0xf0]);
     }
     // Back to text: planes 0/1, odd/even, B8000.
     outb(&mut v, 0x3c4, 2);
@@ -42,7 +42,7 @@ fn text_through_ports_and_window_renders() {
     outb(&mut v, 0x3ce, 6);
     outb(&mut v, 0x3cf, 0x0e);
     // Row 1, column 2: 'X' in yellow on blue (a 16-bit store, char + attribute).
-    v.write(WINDOW_BASE, 0x18000 + (80 + 2) * 2, &[b'X', 0x1e]);
+    v.write(REGION_WINDOW, 0x18000 + (80 + 2) * 2, &[b'X', 0x1e]);
     let f = v.render();
     assert_eq!((f.width, f.height), (720, 400));
     let (x0, y0) = (2 * 9, 16);
@@ -82,7 +82,7 @@ fn vbe_through_mmio_bar_and_lfb_mapper() {
     assert_eq!(f.pixel(10, 0), Some([0xff, 0, 0]));
     // Banked access through the window sees VRAM linearly.
     outw_dispi(&mut v, vbe::INDEX_BANK, 1);
-    v.write(WINDOW_BASE, 4, &[0x77]);
+    v.write(REGION_WINDOW, 4, &[0x77]);
     assert_eq!(v.vram().byte(0x10004), 0x77);
     // The VGA ports through BAR2: 0x3C4 is at 0x414.
     v.mmio_write(0x414, &[2]);
@@ -116,9 +116,9 @@ fn fuzz_random_access_sequences() {
                 0 => {
                     let off = rng.below(VGA_IO_LEN);
                     if write {
-                        v.write(VGA_IO_BASE, off, buf);
+                        v.write(REGION_REGS, off, buf);
                     } else {
-                        v.read(VGA_IO_BASE, off, buf);
+                        v.read(REGION_REGS, off, buf);
                     }
                 }
                 1 => {
@@ -126,19 +126,19 @@ fn fuzz_random_access_sequences() {
                     // Mostly valid indexes, sometimes anything.
                     if off == 0 && write && rng.below(4) != 0 {
                         let idx = (rng.below(12) as u16).to_le_bytes();
-                        v.write(DISPI_IO_BASE, 0, &idx);
+                        v.write(REGION_DISPI, 0, &idx);
                     } else if write {
-                        v.write(DISPI_IO_BASE, off, buf);
+                        v.write(REGION_DISPI, off, buf);
                     } else {
-                        v.read(DISPI_IO_BASE, off, buf);
+                        v.read(REGION_DISPI, off, buf);
                     }
                 }
                 2 | 3 => {
                     let off = rng.below(WINDOW_LEN + 16);
                     if write {
-                        v.write(WINDOW_BASE, off, buf);
+                        v.write(REGION_WINDOW, off, buf);
                     } else {
-                        v.read(WINDOW_BASE, off, buf);
+                        v.read(REGION_WINDOW, off, buf);
                     }
                 }
                 4 => {
@@ -152,8 +152,8 @@ fn fuzz_random_access_sequences() {
                 _ => {
                     let at = (rng.below(3) != 0).then(|| rng.next() & !0xfff);
                     v.place_lfb(at);
-                    // An access on a base the device was never put at.
-                    v.read(rng.next(), rng.next(), buf);
+                    // An access to a region the device does not have.
+                    v.read(rng.next() as usize, rng.next(), buf);
                 }
             }
         }

@@ -168,7 +168,7 @@ impl MmioTransport {
 }
 
 impl BusDevice for MmioTransport {
-    fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, offset: u64, data: &mut [u8]) {
         if offset >= reg::CONFIG {
             self.common.device.read_config(offset - reg::CONFIG, data);
             return;
@@ -180,7 +180,7 @@ impl BusDevice for MmioTransport {
         }
     }
 
-    fn write(&mut self, _base: u64, offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, offset: u64, data: &[u8]) -> Option<VmEvent> {
         if offset >= reg::CONFIG {
             self.common.device.write_config(offset - reg::CONFIG, data);
             return None;

@@ -1,0 +1,203 @@
+//! Wiring: each device of the spec put on the buses at the spec's ranges, given what it
+//! needs (its backend, its interrupt lines, its clock). One small module per family of
+//! devices; what the running machine keeps of them is [`Devices`].
+
+mod legacy;
+mod pci;
+mod serial;
+mod vga;
+mod virtio;
+
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+
+use super::bus::{Bus, BusError, SharedDevice};
+use super::event_loop::InputSource;
+use super::vm::Vm;
+use crate::backends::chardev::{ChardevError, TermGuard};
+use crate::devices::fw_cfg::{FwCfg, FwCfgError};
+use crate::devices::pci::{PciError, PciRoot};
+use crate::devices::pm::Pm;
+use crate::devices::post::PostStats;
+use crate::devices::vga::pci::StdVga;
+use crate::devices::{BusDevice, IrqLine};
+use crate::spec::{DeviceKind, DeviceSpec, IoRange, MachineSpec, MmioRange};
+
+pub use serial::ChardevInfo;
+
+#[derive(Debug, Error)]
+pub enum WireError {
+    #[error("device `{id}`")]
+    Chardev {
+        id: String,
+        #[source]
+        source: ChardevError,
+    },
+    #[error("device `{id}`: cannot open log file {path}")]
+    Log {
+        id: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("device `{id}`")]
+    Bus {
+        id: String,
+        #[source]
+        source: BusError,
+    },
+    #[error("cannot create an eventfd")]
+    EventFd(#[source] std::io::Error),
+    #[error("device `{id}`")]
+    FwCfg {
+        id: String,
+        #[source]
+        source: FwCfgError,
+    },
+    #[error("device `{id}`")]
+    Tap {
+        id: String,
+        #[source]
+        source: crate::backends::tap::TapError,
+    },
+    #[error("device `{id}`")]
+    Switch {
+        id: String,
+        #[source]
+        source: crate::backends::switch::SwitchError,
+    },
+    #[error("PCI")]
+    Pci(#[from] PciError),
+    #[error("device `{id}`")]
+    Vga {
+        id: String,
+        #[source]
+        source: crate::devices::vga::VgaError,
+    },
+    #[error("device `{id}`")]
+    Disk {
+        id: String,
+        #[source]
+        source: crate::backends::disk::DiskError,
+    },
+}
+
+/// The devices of a built machine that anything after the build talks to: the event
+/// loop's input sources, the terminal held in raw mode, and handles to the devices
+/// that control and screenshots reach.
+pub struct Devices {
+    pub sources: Vec<InputSource>,
+    pub post: Arc<PostStats>,
+    /// The raw terminal of a stdio backend, restored when dropped.
+    pub terminal: Vec<TermGuard>,
+    pub fw_cfg: Option<Arc<Mutex<FwCfg>>>,
+    pub pci: Option<Arc<PciRoot>>,
+    pub vga: Option<Arc<Mutex<StdVga>>>,
+    pub pm: Option<Arc<Mutex<Pm>>>,
+    /// Every serial port's backend, for `query-chardev`.
+    pub chardevs: Vec<ChardevInfo>,
+}
+
+pub(super) fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
+    Arc::new(Mutex::new(d))
+}
+
+/// Puts every I/O region of `d` on `pio`, region by region.
+pub(super) fn insert_io(
+    pio: &mut Bus,
+    dev: SharedDevice,
+    regions: &[IoRange],
+    id: &str,
+) -> Result<(), WireError> {
+    for (i, r) in regions.iter().enumerate() {
+        insert(pio, dev.clone(), i, r.base.into(), r.len.into(), id)?;
+    }
+    Ok(())
+}
+
+/// Puts MMIO region `region` of `d` on `mmio`.
+pub(super) fn insert_mmio(
+    mmio: &mut Bus,
+    dev: SharedDevice,
+    region: usize,
+    r: MmioRange,
+    id: &str,
+) -> Result<(), WireError> {
+    insert(mmio, dev, region, r.base, r.len, id)
+}
+
+fn insert(
+    bus: &mut Bus,
+    dev: SharedDevice,
+    region: usize,
+    base: u64,
+    len: u64,
+    id: &str,
+) -> Result<(), WireError> {
+    bus.insert_region(dev, region, base, len)
+        .map_err(|source| WireError::Bus {
+            id: id.to_string(),
+            source,
+        })
+}
+
+/// The interrupt line of the device's `n`th IRQ, or one that goes nowhere.
+pub(super) fn irq(vm: &Vm, d: &DeviceSpec, n: usize) -> Arc<dyn IrqLine> {
+    match d.irqs.get(n) {
+        Some(&g) => Arc::new(vm.irq_line(g)),
+        None => Arc::new(crate::devices::NoIrq),
+    }
+}
+
+/// Wires every device of `spec` onto `pio` / `mmio`.
+pub fn wire(
+    spec: &MachineSpec,
+    vm: &Vm,
+    pio: &mut Bus,
+    mmio: &mut Bus,
+) -> Result<Devices, WireError> {
+    let mut out = Devices {
+        sources: Vec::new(),
+        post: legacy::post(pio)?,
+        terminal: Vec::new(),
+        fw_cfg: None,
+        pci: pci::root(spec, vm, pio, mmio)?,
+        vga: None,
+        pm: None,
+        chardevs: Vec::new(),
+    };
+    for d in &spec.devices {
+        match &d.kind {
+            DeviceKind::Serial { backend, log } => {
+                serial::serial(vm, pio, d, backend, log.as_deref(), &mut out)?
+            }
+            DeviceKind::I8042 => legacy::i8042(vm, pio, d)?,
+            DeviceKind::Pm(layout) => out.pm = Some(legacy::pm(vm, pio, d, *layout)?),
+            DeviceKind::Debugcon { backend } => legacy::debugcon(pio, d, backend)?,
+            DeviceKind::Rtc { clock } => {
+                let timer = legacy::rtc(spec, vm, pio, d, *clock)?;
+                out.sources.push(timer);
+            }
+            // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
+            DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic { .. } => {}
+            DeviceKind::FwCfg { files } => {
+                out.fw_cfg = Some(legacy::fw_cfg(spec, vm, pio, d, files)?)
+            }
+            DeviceKind::Disk {
+                path,
+                readonly,
+                format,
+            } => virtio::disk(vm, mmio, d, path, *readonly, *format, &out)?,
+            DeviceKind::Vga { vram } => {
+                out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &out)?)
+            }
+            DeviceKind::Nic { mac, backend, .. } => {
+                if let Some(source) = virtio::nic(vm, mmio, d, mac, backend, &out)? {
+                    out.sources.push(source);
+                }
+            }
+        }
+    }
+    Ok(out)
+}

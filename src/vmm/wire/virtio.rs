@@ -1,0 +1,125 @@
+//! virtio devices: disks and NICs, on virtio-pci where the spec places them on PCI and
+//! on virtio-mmio at the spec's window and GSI otherwise.
+
+use std::sync::{Arc, Mutex};
+
+use super::{insert_mmio, irq, shared, Devices, WireError};
+use crate::backends::NetBackend;
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::pci::VirtioPci;
+use crate::devices::virtio::VirtioDevice;
+use crate::spec::{DeviceSpec, DiskFormat, NicBackend};
+use crate::vmm::bus::Bus;
+use crate::vmm::event_loop::{Input, InputSource, Waker};
+use crate::vmm::vm::Vm;
+
+/// PCI class codes of the virtio functions.
+const CLASS_STORAGE: u32 = 0x018000;
+const CLASS_ETHERNET: u32 = 0x020000;
+
+/// Puts `dev` on its transport: virtio-pci (MSI-X through KVM_SIGNAL_MSI, INTx on the
+/// placement's GSI) or virtio-mmio.
+fn transport(
+    vm: &Vm,
+    mmio: &mut Bus,
+    d: &DeviceSpec,
+    dev: Box<dyn VirtioDevice>,
+    class: u32,
+    out: &Devices,
+) -> Result<(), WireError> {
+    if d.pci.is_some() {
+        let msi = Arc::new(crate::vmm::irq::KvmMsi::new(vm.fd().clone()));
+        let dev = VirtioPci::new(dev, vm.memory().clone(), class, msi);
+        return super::pci::add(out, d, Arc::new(Mutex::new(dev)));
+    }
+    match d.mmio.first() {
+        Some(&window) => {
+            let t = MmioTransport::new(dev, vm.memory().clone(), irq(vm, d, 0));
+            insert_mmio(mmio, shared(t), 0, window, &d.id)
+        }
+        // Check places every virtio device on PCI or on a virtio-mmio window.
+        None => Ok(()),
+    }
+}
+
+/// A virtio-blk disk: the image opened (and locked) now, so that a busy image stops
+/// the VM before it runs.
+pub(super) fn disk(
+    vm: &Vm,
+    mmio: &mut Bus,
+    d: &DeviceSpec,
+    path: &std::path::Path,
+    readonly: bool,
+    format: DiskFormat,
+    out: &Devices,
+) -> Result<(), WireError> {
+    use crate::backends::disk::DiskImage;
+    use crate::devices::virtio::blk::Blk;
+    let image =
+        DiskImage::open(path, readonly, format.name()).map_err(|source| WireError::Disk {
+            id: d.id.clone(),
+            source,
+        })?;
+    transport(
+        vm,
+        mmio,
+        d,
+        Box::new(Blk::new(image, &d.id)),
+        CLASS_STORAGE,
+        out,
+    )
+}
+
+fn open_backend(
+    d: &DeviceSpec,
+    mac: &[u8; 6],
+    backend: &NicBackend,
+) -> Result<Option<Box<dyn NetBackend>>, WireError> {
+    use crate::backends::{switch::SwitchPort, tap::Tap};
+    let id = || d.id.clone();
+    Ok(match backend {
+        NicBackend::None => None,
+        NicBackend::Tap(name) => Some(Box::new(
+            Tap::open(name.as_deref()).map_err(|source| WireError::Tap { id: id(), source })?,
+        )),
+        NicBackend::Switch(dir) => Some(Box::new(
+            SwitchPort::open(dir, *mac).map_err(|source| WireError::Switch { id: id(), source })?,
+        )),
+    })
+}
+
+/// A virtio-net NIC: its backend opened now (a missing TAP device stops the VM before
+/// it runs), and its receive side for the event loop when it has a backend.
+pub(super) fn nic(
+    vm: &Vm,
+    mmio: &mut Bus,
+    d: &DeviceSpec,
+    mac: &[u8; 6],
+    backend: &NicBackend,
+    out: &Devices,
+) -> Result<Option<InputSource>, WireError> {
+    use crate::devices::virtio::net::Net;
+    let (net, rx) = Net::new(*mac, open_backend(d, mac, backend)?);
+    transport(vm, mmio, d, Box::new(net), CLASS_ETHERNET, out)?;
+    net_rx_source(rx)
+}
+
+/// The event loop's side of a NIC: pump frames in while the guest has buffers; the
+/// waker rings when the driver's receive-queue kick gives buffers back.
+fn net_rx_source(rx: crate::devices::virtio::net::NetRx) -> Result<Option<InputSource>, WireError> {
+    use crate::devices::virtio::net::RxState;
+    let Some(fd) = rx.fd() else {
+        return Ok(None);
+    };
+    let waker = Waker::new().map_err(WireError::EventFd)?;
+    let w = waker.clone();
+    rx.set_waker(Box::new(move || w.wake()));
+    Ok(Some(InputSource {
+        fd,
+        on_readable: Box::new(move || match rx.pump() {
+            RxState::Open => Input::Open,
+            RxState::NoBuffers => Input::Full,
+        }),
+        space: Some(waker),
+    }))
+}

@@ -73,8 +73,8 @@ fn finish(ctx: &Ctx<'_>, p: &Plan<'_>, kind: super::DeviceKind) -> DeviceSpec {
             .and_then(|b| b.spec.number)
             .unwrap_or(0),
         addr: *addr,
-        pin: 1,
-        gsi: p.pci_gsi.unwrap_or(0),
+        pin: if p.pci_gsi.is_some() { 1 } else { 0 },
+        gsi: p.pci_gsi,
     });
     DeviceSpec {
         id: p.cfg.id.value.clone(),

@@ -11,7 +11,10 @@ fn esc(s: &str) -> String {
 fn device_label(d: &DeviceSpec) -> String {
     let mut l = format!("{}\\n{}", esc(&d.id), d.kind.name());
     if let Some(p) = &d.pci {
-        let _ = write!(l, "\\n{:02x}:{} → GSI {}", p.bus_number, p.addr, p.gsi);
+        let _ = write!(l, "\\n{:02x}:{}", p.bus_number, p.addr);
+        if let Some(gsi) = p.gsi {
+            let _ = write!(l, " → GSI {gsi}");
+        }
     }
     if let (Some(io), None) = (d.io_base(), &d.pci) {
         let _ = write!(l, "\\nio {io:#x}");

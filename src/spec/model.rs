@@ -228,10 +228,10 @@ pub struct PciPlacement {
     /// Bus number the device sits on.
     pub bus_number: u8,
     pub addr: PciAddr,
-    /// Interrupt pin: 1 = INTA.
+    /// Interrupt pin: 1 = INTA, 0 = none (the VGA).
     pub pin: u8,
     /// The IOAPIC input the pin reaches through bridge swizzling and the board's routing.
-    pub gsi: u32,
+    pub gsi: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

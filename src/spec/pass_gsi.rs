@@ -77,7 +77,11 @@ fn auto_virtio(ctx: &mut Ctx<'_>, p: &mut Plan<'_>) {
 }
 
 /// INTA of a PCI device → the GSI it reaches; an error if an exclusive line is there.
+/// The VGA has no interrupt pin.
 fn route_pci(ctx: &mut Ctx<'_>, p: &mut Plan<'_>) {
+    if p.kind == Kind::Vga {
+        return;
+    }
     let (Some((bus, addr)), Some(routing)) = (&p.pci, super::chipset::routing(ctx.board)) else {
         return;
     };

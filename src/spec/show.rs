@@ -103,14 +103,16 @@ fn device(o: &mut String, d: &DeviceSpec) {
         q(&d.bus)
     );
     if let Some(p) = &d.pci {
+        let intx = match p.gsi {
+            Some(gsi) => format!(", INT{} → GSI {gsi}", (b'A' + p.pin - 1) as char),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "addr = {}  # {:02x}:{}, INT{} → GSI {}",
+            "addr = {}  # {:02x}:{}{intx}",
             q(&p.addr.to_string()),
             p.bus_number,
-            p.addr,
-            (b'A' + p.pin - 1) as char,
-            p.gsi
+            p.addr
         );
     }
     let isa = d.bus == "isa";

@@ -353,11 +353,13 @@ fn mp_config(spec: &MachineSpec) -> MpConfig {
             .iter()
             .filter_map(|d| d.pci.as_ref())
             .filter(|p| p.bus_number == 0)
-            .map(|p| PciIntx {
-                bus: 0,
-                device: p.addr.slot,
-                pin: p.pin - 1,
-                ioapic_pin: p.gsi as u8,
+            .filter_map(|p| {
+                Some(PciIntx {
+                    bus: 0,
+                    device: p.addr.slot,
+                    pin: p.pin.checked_sub(1)?,
+                    ioapic_pin: p.gsi? as u8,
+                })
             })
             .collect()
     });

@@ -239,8 +239,8 @@ impl PciRoot {
                 bridge: None,
             },
         )?;
-        if pin != 0 {
-            let line = self.intx_line(p.gsi);
+        if let (true, Some(gsi)) = (pin != 0, p.gsi) {
+            let line = self.intx_line(gsi);
             lock(&dev).set_intx_line(line);
         }
         Ok(())

@@ -59,7 +59,7 @@ fn place(bus: u8, slot: u8, gsi: u32) -> PciPlacement {
         bus_number: bus,
         addr: PciAddr { slot, func: 0 },
         pin: 1,
-        gsi,
+        gsi: Some(gsi),
     }
 }
 

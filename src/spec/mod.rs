@@ -22,3 +22,6 @@ mod topology;
 
 pub use check::check;
 pub use model::*;
+
+#[cfg(test)]
+mod tests;

@@ -21,16 +21,23 @@
 //!   pre-2.10 kernels. The kernel then needs `init_size` bytes (2.10+) from there, which
 //!   must fit in RAM below the 32-bit hole.
 //! * `syssize` (2.04+) must not claim more payload than the file holds (truncated image).
+//!
+//! The header is read into rust-vmm linux-loader's `setup_header` (the kernel's own
+//! struct, zero past the image's protocol version). Loading stays ours: linux-loader's
+//! `BzImage::load` places the kernel at `code32_start` or a caller's offset and knows
+//! neither `pref_address`, `init_size`, the relocation rule nor the version gates above,
+//! and it can't run at `vmrun check` time, before guest memory exists.
 
+use linux_loader::loader::bootparam::setup_header;
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
 use crate::arch::x86_64::layout::HIGH_MEMORY_START;
 
 /// Offset of the setup header in the image and in the zero page.
 pub const SETUP_HEADER_OFFSET: usize = 0x1f1;
 /// Size of `struct setup_header` as of protocol 2.15.
-pub const SETUP_HEADER_SIZE: usize = 123;
+pub const SETUP_HEADER_SIZE: usize = std::mem::size_of::<setup_header>();
 /// "HdrS".
 pub const HDRS_MAGIC: u32 = 0x5372_6448;
 /// The boot sector signature.
@@ -134,14 +141,8 @@ pub struct SetupHeader {
     pub init_size: Option<u64>,
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
 fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from(le32(b, at)) | (u64::from(le32(b, at + 4)) << 32)
 }
 
 /// True if `image` carries the "HdrS" setup header magic at 0x202.
@@ -167,46 +168,41 @@ pub fn parse_header(image: &[u8]) -> Result<SetupHeader, BzImageError> {
     if image.len() < hdr_end {
         return Err(truncated("the setup header", hdr_end));
     }
-    // Work on a full-size copy, zero past this version's header.
-    let mut h = [0u8; SETUP_HEADER_SIZE];
+    // linux-loader's `setup_header` (the kernel's struct), zero past this version's
+    // header, which is what the protocol says a field it does not have reads as.
     let raw = image[SETUP_HEADER_OFFSET..hdr_end].to_vec();
-    h[..raw.len()].copy_from_slice(&raw);
-    let at = |off: usize| off - SETUP_HEADER_OFFSET;
-
-    if le32(&h, at(0x202)) != HDRS_MAGIC {
+    let mut h = setup_header::default();
+    h.as_mut_slice()[..raw.len()].copy_from_slice(&raw);
+    // Copies of the packed fields.
+    let (magic, boot_flag, version) = ({ h.header }, { h.boot_flag }, { h.version });
+    if magic != HDRS_MAGIC {
         return Err(truncated("the HdrS magic", 0x206));
     }
-    let boot_flag = le16(&h, at(0x1fe));
     if boot_flag != BOOT_FLAG {
         return Err(BzImageError::BadBootFlag(boot_flag));
     }
-    let version = le16(&h, at(0x206));
     if version < MIN_PROTOCOL {
         return Err(BzImageError::ProtocolTooOld(version));
     }
-    let loadflags = h[at(0x211)];
+    let loadflags = h.loadflags;
     if loadflags & LOADED_HIGH == 0 {
         return Err(BzImageError::NotLoadedHigh);
     }
-    let xloadflags = if version >= 0x020c {
-        le16(&h, at(0x236))
-    } else {
-        0
-    };
+    let xloadflags = if version >= 0x020c { h.xloadflags } else { 0 };
     if version >= 0x020c && xloadflags & XLF_KERNEL_64 == 0 {
         return Err(BzImageError::No64BitEntry(xloadflags));
     }
-    let setup_sects = match h[at(0x1f1)] {
+    let setup_sects = match h.setup_sects {
         0 => 4,
         n => u64::from(n),
     };
-    let kernel_alignment = le32(&h, at(0x230));
-    let relocatable = h[at(0x234)] != 0;
+    let kernel_alignment = h.kernel_alignment;
+    let relocatable = h.relocatable_kernel != 0;
     if relocatable && !kernel_alignment.is_power_of_two() {
         return Err(BzImageError::BadAlignment(kernel_alignment));
     }
     let (pref_address, init_size) = if version >= 0x020a {
-        (le64(&h, at(0x258)), Some(u64::from(le32(&h, at(0x260)))))
+        (h.pref_address, Some(u64::from(h.init_size)))
     } else {
         (HIGH_MEMORY_START, None)
     };
@@ -215,12 +211,12 @@ pub fn parse_header(image: &[u8]) -> Result<SetupHeader, BzImageError> {
         version,
         setup_sects,
         loadflags,
-        syssize: Some(u64::from(le32(&h, at(0x1f4))) * 16),
-        initrd_addr_max: le32(&h, at(0x22c)),
+        syssize: Some(u64::from(h.syssize) * 16),
+        initrd_addr_max: h.initrd_addr_max,
         kernel_alignment,
         relocatable,
         xloadflags,
-        cmdline_size: le32(&h, at(0x238)),
+        cmdline_size: h.cmdline_size,
         pref_address,
         init_size,
     };

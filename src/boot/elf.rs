@@ -8,6 +8,11 @@
 //! `e_entry`. Without it the image must be an ELF64 for x86_64 and `e_entry` is the
 //! Linux 64-bit entry (`startup_64`, a physical address in vmlinux).
 //!
+//! Validation is ours (it runs at `vmrun check`, before any guest memory exists), and so
+//! is the loading of 32-bit PVH ELFs; ELF64 segments are copied by rust-vmm's
+//! `linux-loader`, which reads only ELF64 and checks neither bounds against RAM nor
+//! notes past the first PT_NOTE, so it runs after our checks.
+//!
 //! Every offset and size read from the file is bounds-checked: a malformed file is an
 //! error, never a panic. Segments must land in RAM between 1 MiB (our boot structures
 //! live below) and the top of RAM below the 32-bit hole.
@@ -46,6 +51,9 @@ pub enum ElfError {
     /// Not an executable.
     #[error("ELF type {0} is not an executable (ET_EXEC)")]
     Type(u16),
+    /// rust-vmm's linux-loader refused the image.
+    #[error("loading the ELF: {0}")]
+    Loader(String),
     /// Something in the headers points outside the file or has a wrong size.
     #[error("malformed ELF: {0}")]
     Malformed(&'static str),
@@ -304,13 +312,41 @@ pub fn load(
             });
         }
     }
+    if elf.is_64 {
+        load_with_linux_loader(mem, image, elf)?;
+    } else {
+        for s in &elf.segments {
+            // Bounds were checked by `parse`.
+            let data = &image[s.offset as usize..(s.offset + s.filesz) as usize];
+            mem.write_slice(data, GuestAddress(s.paddr))?;
+        }
+    }
     for s in &elf.segments {
-        // Bounds were checked by `parse`.
-        let data = &image[s.offset as usize..(s.offset + s.filesz) as usize];
-        mem.write_slice(data, GuestAddress(s.paddr))?;
         zero(mem, s.paddr + s.filesz, s.memsz - s.filesz)?;
     }
     Ok(elf.extent())
+}
+
+/// ELF64 segments go in through rust-vmm's linux-loader (PT_LOAD at `p_paddr`, the PVH
+/// note), after [`parse`] validated every header and [`load`] the placement (which
+/// linux-loader leaves to the caller). Its view of the PVH entry must agree with ours.
+fn load_with_linux_loader(
+    mem: &GuestMemoryMmap,
+    image: &[u8],
+    elf: &ElfImage,
+) -> Result<(), ElfError> {
+    use linux_loader::loader::{elf::Elf, elf::PvhBootCapability, KernelLoader};
+    let mut reader = std::io::Cursor::new(image);
+    let r = Elf::load(mem, None, &mut reader, None).map_err(|e| ElfError::Loader(e.to_string()))?;
+    let theirs = match r.pvh_boot_cap {
+        PvhBootCapability::PvhEntryPresent(a) => u32::try_from(a.0).ok(),
+        _ => None,
+    };
+    // linux-loader looks at the last PT_NOTE only; ours finds the note in any of them.
+    if theirs.is_some() && theirs != elf.pvh_entry {
+        return Err(ElfError::BadPvhNote("the PVH notes disagree"));
+    }
+    Ok(())
 }
 
 /// Zeroes `len` bytes of guest memory at `addr`. Pages that already read as zero (all

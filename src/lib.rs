@@ -12,6 +12,7 @@ pub mod board;
 pub mod boot;
 pub mod config;
 pub mod devices;
+pub mod lab;
 pub mod spec;
 pub mod vmm;
 

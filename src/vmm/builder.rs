@@ -203,8 +203,11 @@ fn direct_boot(
     Ok(boot.into())
 }
 
+/// What boots: a name for messages, the kernel image, the initrd, the command line.
+type Payload = (String, Vec<u8>, Option<Vec<u8>>, String);
+
 /// The kernel, initrd and command line the spec names, or the built-in probe.
-fn payload(spec: &MachineSpec) -> Result<(String, Vec<u8>, Option<Vec<u8>>, String), BuildError> {
+fn payload(spec: &MachineSpec) -> Result<Payload, BuildError> {
     let read = |what, path: &std::path::Path| {
         std::fs::read(path).map_err(|source| BuildError::Read {
             what,

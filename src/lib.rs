@@ -36,6 +36,25 @@ pub fn load_and_check(
     Ok((loaded.sources, finish_check(loaded.machine, loaded.diags)))
 }
 
+/// [`load_and_check`] with the machine renamed to `name` before the check (a lab's
+/// node `<lab>-<node>`, so derived MAC addresses differ between nodes of one file).
+pub fn load_and_check_as(
+    path: &Path,
+    name: &str,
+) -> Result<
+    (
+        config::Sources,
+        Result<spec::MachineSpec, Vec<config::Diagnostic>>,
+    ),
+    config::LoadError,
+> {
+    let mut loaded = config::load(path)?;
+    if let Some(m) = &mut loaded.machine {
+        m.name.value = name.to_string();
+    }
+    Ok((loaded.sources, finish_check(loaded.machine, loaded.diags)))
+}
+
 /// [`load_and_check`] for text with no file behind it (tests, fuzzing).
 pub fn check_str(
     name: &str,

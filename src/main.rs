@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 use vmrun::config;
 use vmrun::spec::{self, MachineSpec};
 
@@ -67,6 +69,9 @@ enum Command {
     Graph { file: PathBuf },
     /// Print the JSON Schema of machine files, for editors (taplo, Even Better TOML).
     Schema,
+    /// Labs: many machines and the cables and LANs between them, in one file.
+    #[command(subcommand)]
+    Lab(cli::lab::LabCommand),
 }
 
 /// A machine file that failed `check`; its diagnostics were already printed.
@@ -101,7 +106,7 @@ fn resolve(path: &Path) -> anyhow::Result<MachineSpec> {
     }
 }
 
-fn print(s: &str) -> anyhow::Result<()> {
+pub(crate) fn print(s: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
         // `vmrun show m.toml | head` closes the pipe early; that is not an error.
@@ -210,6 +215,7 @@ fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
             print(&spec::graph::to_dot(&resolve(&file)?))?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Lab(cmd)) => cli::lab::run(cmd),
         Some(Command::Schema) => {
             let schema = serde_json::to_string_pretty(&config::schema::json_schema())?;
             print(&format!("{schema}\n"))?;
@@ -223,7 +229,7 @@ fn main() -> ExitCode {
     match main_inner(cli) {
         Ok(code) => code,
         Err(e) => {
-            if !e.is::<Invalid>() {
+            if !e.is::<Invalid>() && !e.is::<cli::lab::LabInvalid>() {
                 eprintln!("error: {e:#}");
             } else {
                 eprintln!("error: {e}");

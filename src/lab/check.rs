@@ -147,10 +147,10 @@ fn resolve_nodes(lab: &LabFile, lab_name: &str, e: &mut LabErrors) -> Vec<NodeSp
         let Some(machine_path) = &n.machine else {
             continue;
         };
-        let Some(mut machine) = load_machine(&n.name.value, machine_path, e) else {
+        let full = format!("{lab_name}-{}", n.name.value);
+        let Some(mut machine) = load_machine(&n.name.value, &full, machine_path, e) else {
             continue;
         };
-        machine.name = format!("{lab_name}-{}", n.name.value);
         if let Some(c) = &n.cmdline {
             machine.boot.cmdline = c.value.clone();
         }
@@ -168,8 +168,13 @@ fn resolve_nodes(lab: &LabFile, lab_name: &str, e: &mut LabErrors) -> Vec<NodeSp
 }
 
 /// Loads and checks a node's machine file; its errors go with the node's name.
-fn load_machine(node: &str, path: &Sp<PathBuf>, e: &mut LabErrors) -> Option<MachineSpec> {
-    match crate::load_and_check(&path.value) {
+fn load_machine(
+    node: &str,
+    full_name: &str,
+    path: &Sp<PathBuf>,
+    e: &mut LabErrors,
+) -> Option<MachineSpec> {
+    match crate::load_and_check_as(&path.value, full_name) {
         Ok((_, Ok(spec))) => Some(spec),
         Ok((sources, Err(diags))) => {
             e.machines.push((node.to_string(), sources, diags));
@@ -374,6 +379,7 @@ fn resolve_nets(lab: &LabFile, nodes: &[NodeSpec], e: &mut LabErrors) -> Vec<Net
             .iter()
             .filter_map(|ep| resolve_endpoint(ep, &input.name, lab, nodes, &mut used, e))
             .collect();
+        check_macs(input, &ports, e);
         if input.kind == NetKind::Link && input.written != 2 {
             let d = Diagnostic::new(
                 input.name_loc,
@@ -394,6 +400,31 @@ fn resolve_nets(lab: &LabFile, nodes: &[NodeSpec], e: &mut LabErrors) -> Vec<Net
         });
     }
     out
+}
+
+/// Two NICs with one MAC on one network confuse every switch and host on it.
+fn check_macs(input: &NetInput<'_>, ports: &[Port], e: &mut LabErrors) {
+    let macs: Vec<(&[u8; 6], &str, &str)> = ports
+        .iter()
+        .filter_map(|p| match p {
+            Port::Nic { node, nic, mac } => Some((mac, node.as_str(), nic.as_str())),
+            Port::Remote { .. } => None,
+        })
+        .collect();
+    for (i, (mac, node, nic)) in macs.iter().enumerate() {
+        if let Some((_, n2, d2)) = macs[..i].iter().find(|(m, _, _)| m == mac) {
+            let d = Diagnostic::new(
+                input.name_loc,
+                format!(
+                    "`{node}:{nic}` and `{n2}:{d2}` on `{}` have the same MAC {}",
+                    input.name,
+                    crate::spec::mac_string(mac)
+                ),
+            )
+            .label("give one of them another `mac`");
+            e.diags.push(d);
+        }
+    }
 }
 
 fn check_parent(p: &Path, loc: &Loc, e: &mut LabErrors) {

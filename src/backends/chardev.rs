@@ -13,8 +13,8 @@
 //! | stdio  | stdout, unbuffered              | stdin; raw mode if it is a tty; the   |
 //! |        |                                 | Ctrl-A escapes ([`EscapeParser`])     |
 //! | file   | appended or truncated file      | none                                  |
-//! | socket | the connected client, if any    | a unix socket server: one client at a |
-//! |        | (dropped while none / when slow)| time, a new one accepted when it goes |
+//! | socket | every connected client (bytes   | a unix socket server: any number of   |
+//! |        | dropped for one that is slow)   | clients, input from any of them       |
 //! | pty    | the pty master                  | the pty master; the slave path is     |
 //! |        |                                 | printed on stderr                     |
 //!
@@ -422,35 +422,59 @@ fn open_pty() -> io::Result<(File, PathBuf, File)> {
     Ok((master, path, slave))
 }
 
-/// The shared state of the socket backend: the listener and the current client.
+/// The shared state of the socket backend: the listener and the connected clients.
+/// Every client sees the output; input comes from any of them (a console several
+/// people watch, any of whom may type).
 struct SocketState {
     listener: UnixListener,
-    client: Option<UnixStream>,
+    clients: Vec<UnixStream>,
     epoll: OwnedFd,
 }
 
 impl SocketState {
-    /// Makes the epoll set watch exactly `fd`.
-    fn watch(&self, add: RawFd, remove: RawFd) -> io::Result<()> {
-        let ep = self.epoll.as_raw_fd();
-        // SAFETY: epoll_ctl DEL ignores the event pointer; the fds are ours.
-        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, remove, std::ptr::null_mut()) };
+    fn watch(&self, fd: RawFd) -> io::Result<()> {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
-            u64: add as u64,
+            u64: fd as u64,
         };
         // SAFETY: `ev` is a valid event for the duration of the call.
-        if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, add, &mut ev) } != 0 {
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0
+        {
             return Err(io::Error::last_os_error());
         }
         Ok(())
     }
 
-    fn drop_client(&mut self) -> io::Result<()> {
-        if let Some(c) = self.client.take() {
-            self.watch(self.listener.as_raw_fd(), c.as_raw_fd())?;
+    fn unwatch(&self, fd: RawFd) {
+        // SAFETY: epoll_ctl DEL ignores the event pointer; the fds are ours.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Takes every client waiting to connect.
+    fn accept_all(&mut self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((c, _)) => {
+                    c.set_nonblocking(true)?;
+                    self.watch(c.as_raw_fd())?;
+                    self.clients.push(c);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+    }
+
+    fn drop_client(&mut self, i: usize) {
+        let c = self.clients.remove(i);
+        self.unwatch(c.as_raw_fd());
     }
 }
 
@@ -477,10 +501,10 @@ impl SocketServer {
         let epoll = unsafe { OwnedFd::from_raw_fd(ep) };
         let st = SocketState {
             listener,
-            client: None,
+            clients: Vec::new(),
             epoll,
         };
-        st.watch(st.listener.as_raw_fd(), -1)?;
+        st.watch(st.listener.as_raw_fd())?;
         let st = Arc::new(Mutex::new(st));
         Ok((SocketOutput(st.clone()), SocketServer(st)))
     }
@@ -497,37 +521,24 @@ impl ChardevInput for SocketServer {
 
     fn read_input(&mut self, buf: &mut [u8]) -> io::Result<Input> {
         let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(client) = st.client.as_mut() else {
-            match st.listener.accept() {
-                Ok((c, _)) => {
-                    c.set_nonblocking(true)?;
-                    st.watch(c.as_raw_fd(), st.listener.as_raw_fd())?;
-                    st.client = Some(c);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            return Ok(Input::Data(0));
-        };
-        match client.read(buf) {
-            Ok(0) => {
-                st.drop_client()?;
-                Ok(Input::Data(0))
-            }
-            Ok(n) => Ok(Input::Data(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Input::Data(0)),
-            Err(_) => {
-                st.drop_client()?;
-                Ok(Input::Data(0))
+        st.accept_all()?;
+        let mut i = 0;
+        while i < st.clients.len() {
+            match st.clients[i].read(buf) {
+                Ok(0) => st.drop_client(i),
+                Ok(n) => return Ok(Input::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => i += 1,
+                Err(_) => st.drop_client(i),
             }
         }
+        Ok(Input::Data(0))
     }
 }
 
 impl Write for SocketOutput {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let st = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = st.client.as_ref() {
+        for c in &st.clients {
             // SAFETY: send reads at most buf.len() bytes from buf; MSG_NOSIGNAL turns a
             // vanished peer into EPIPE instead of SIGPIPE.
             let r = unsafe {
@@ -538,8 +549,8 @@ impl Write for SocketOutput {
                     libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
                 )
             };
-            // Errors (slow or gone client) drop the bytes; the input side notices a
-            // client that left and accepts the next one.
+            // Errors (slow or gone client) drop the bytes for that client; the input
+            // side notices a client that left.
             let _ = r;
         }
         Ok(buf.len())

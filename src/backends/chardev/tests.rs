@@ -77,6 +77,35 @@ fn wait_readable(fd: RawFd) -> bool {
 }
 
 #[test]
+fn socket_serves_several_clients() {
+    let dir = std::env::temp_dir().join(format!("vmrun-sock2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("serial.sock");
+    let mut c = open(&ChardevKind::Socket { path: path.clone() }).unwrap();
+    let mut input = c.input.take().unwrap();
+    let fd = input.fd();
+    let mut buf = [0u8; 16];
+    let mut a = UnixStream::connect(&path).unwrap();
+    let mut b = UnixStream::connect(&path).unwrap();
+    assert!(wait_readable(fd));
+    assert_eq!(input.read_input(&mut buf).unwrap(), Input::Data(0), "both accepted");
+    c.output.write_all(b"out").unwrap();
+    for peer in [&mut a, &mut b] {
+        let mut got = [0u8; 3];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"out", "every viewer sees the output");
+    }
+    b.write_all(b"hi").unwrap();
+    assert!(wait_readable(fd));
+    assert_eq!(input.read_input(&mut buf).unwrap(), Input::Data(2), "any viewer types");
+    drop(a);
+    c.output.write_all(b"x").unwrap();
+    let mut got = [0u8; 1];
+    b.read_exact(&mut got).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn socket_reconnects() {
     let dir = std::env::temp_dir().join(format!("vmrun-sock-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -16,6 +16,7 @@ pub mod check;
 pub mod file;
 pub mod graph;
 pub mod schema;
+pub mod state;
 
 use std::path::PathBuf;
 use std::time::Duration;

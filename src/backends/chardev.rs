@@ -292,7 +292,8 @@ pub fn restore_terminal() {
 pub struct TermGuard;
 
 impl TermGuard {
-    fn raw_if_tty(fd: RawFd) -> io::Result<Option<TermGuard>> {
+    /// Puts the terminal on `fd` in raw mode, if it is one; restored when dropped.
+    pub fn raw_if_tty(fd: RawFd) -> io::Result<Option<TermGuard>> {
         // SAFETY: isatty only inspects the descriptor.
         if unsafe { libc::isatty(fd) } != 1 {
             return Ok(None);

@@ -13,8 +13,10 @@
 //! restarts without unplugging its cables, and a stock QEMU can join a LAN.
 
 pub mod check;
+pub mod console;
 pub mod file;
 pub mod graph;
+pub mod process;
 pub mod schema;
 pub mod state;
 

@@ -88,7 +88,11 @@ fn socket_serves_several_clients() {
     let mut a = UnixStream::connect(&path).unwrap();
     let mut b = UnixStream::connect(&path).unwrap();
     assert!(wait_readable(fd));
-    assert_eq!(input.read_input(&mut buf).unwrap(), Input::Data(0), "both accepted");
+    assert_eq!(
+        input.read_input(&mut buf).unwrap(),
+        Input::Data(0),
+        "both accepted"
+    );
     c.output.write_all(b"out").unwrap();
     for peer in [&mut a, &mut b] {
         let mut got = [0u8; 3];
@@ -97,7 +101,11 @@ fn socket_serves_several_clients() {
     }
     b.write_all(b"hi").unwrap();
     assert!(wait_readable(fd));
-    assert_eq!(input.read_input(&mut buf).unwrap(), Input::Data(2), "any viewer types");
+    assert_eq!(
+        input.read_input(&mut buf).unwrap(),
+        Input::Data(2),
+        "any viewer types"
+    );
     drop(a);
     c.output.write_all(b"x").unwrap();
     let mut got = [0u8; 1];

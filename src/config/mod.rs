@@ -5,6 +5,7 @@ pub mod load;
 pub mod model;
 pub mod node;
 pub mod reader;
+pub mod json_schema;
 pub mod schema;
 pub mod source;
 pub mod units;

@@ -241,13 +241,7 @@ fn read_id(t: &mut TableReader<'_, '_>) -> Option<Sp<String>> {
         }
         return None;
     };
-    let ok = !id.value.is_empty()
-        && id.value.len() <= 64
-        && id
-            .value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !ok {
+    if !schema::is_id(&id.value) {
         let msg = format!(
             "bad id \"{}\": use 1-64 letters, digits, `-`, `_` or `.`",
             id.value.escape_debug()

@@ -10,9 +10,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::schema::{
-    Field, KindDef, Ty, ARTIFACT, BOOT, BUS, DEVICE_COMMON, KINDS, MACHINE, TOP,
-};
+use super::schema::{Field, KindDef, Ty, ARTIFACT, BOOT, BUS, DEVICE_COMMON, KINDS, MACHINE, TOP};
 
 /// A size as `units::parse_size` reads it: digits, a binary unit, spaces around.
 const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|TiB)\s*$";

@@ -144,7 +144,11 @@ impl<'a, 'd> TableReader<'a, 'd> {
             .flat_map(|f| f.iter())
             .find(|f| f.key == key);
         // Every key read must be in the tables that `finish` and the JSON Schema use.
-        debug_assert!(found.is_some(), "`{key}` of {} is not in schema.rs", self.what);
+        debug_assert!(
+            found.is_some(),
+            "`{key}` of {} is not in schema.rs",
+            self.what
+        );
         found
     }
 

@@ -206,9 +206,11 @@ pub const BUS: &[Field] = &[
         Ty::Id,
         "Name devices and other buses use to sit on this bus.",
     ),
-    req(
+    // Not required by the schema: an extending file may override a bus by id alone.
+    f(
         "kind",
         Ty::Choice(BUS_KINDS),
+        "",
         "pci-bridge (pc, q35) or pcie-root-port (q35, on pcie.0).",
     ),
     f(

@@ -33,7 +33,10 @@ fn every_generated_machine_checks() {
                 assert_eq!(spec.cpus.count(), g.cpus, "seed {seed}:\n{}", g.dump());
                 *boards.entry(g.board).or_insert(0) += 1;
             }
-            Err(e) => panic!("seed {seed}: check rejected a generated machine:\n{e}\n{}", g.dump()),
+            Err(e) => panic!(
+                "seed {seed}: check rejected a generated machine:\n{e}\n{}",
+                g.dump()
+            ),
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

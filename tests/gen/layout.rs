@@ -5,8 +5,8 @@ use super::Rng;
 
 /// Ports a generated ISA device may be moved to (none decoded by anything else).
 const PORT_POOL: &[u16] = &[
-    0x100, 0x108, 0x110, 0x200, 0x208, 0x220, 0x228, 0x240, 0x280, 0x2a0, 0x300, 0x308,
-    0x340, 0x500,
+    0x100, 0x108, 0x110, 0x200, 0x208, 0x220, 0x228, 0x240, 0x280, 0x2a0, 0x300, 0x308, 0x340,
+    0x500,
 ];
 const COM_PORTS: &[u16] = &[0x3f8, 0x2f8, 0x3e8, 0x2e8];
 
@@ -125,7 +125,11 @@ impl Pci {
     pub fn for_board(board: &str) -> Option<Self> {
         let (id, express, used): (&str, bool, Vec<(u8, u8)>) = match board {
             "pc" => ("pci.0", false, vec![(0, 0), (1, 0), (1, 1), (1, 2), (1, 3)]),
-            "q35" => ("pcie.0", true, vec![(0, 0), (0x1f, 0), (0x1f, 2), (0x1f, 3)]),
+            "q35" => (
+                "pcie.0",
+                true,
+                vec![(0, 0), (0x1f, 0), (0x1f, 2), (0x1f, 3)],
+            ),
             _ => return None,
         };
         Some(Self {

@@ -130,7 +130,11 @@ pub fn generate(seed: u64, dir: &Path) -> Generated {
         machine: g.machine,
         entries: g.entries,
     };
-    let name = if g.rng.chance(50) { "m.toml" } else { "gen.toml" };
+    let name = if g.rng.chance(50) {
+        "m.toml"
+    } else {
+        "gen.toml"
+    };
     let path = dir.join(name);
     let mut files = vec![path.clone()];
     if g.rng.chance(25) {
@@ -176,8 +180,21 @@ impl Gen<'_> {
             m.push(("board".into(), toml::string(self.board)));
         }
         let sizes: &[&str] = &[
-            "16MiB", "64MiB", "128MiB", "256 MiB", "512MiB", "1GiB", "1536MiB", "2GiB",
-            "3GiB", "3584MiB", "4GiB", "5GiB", "6GiB", "262144KiB", "8MiB",
+            "16MiB",
+            "64MiB",
+            "128MiB",
+            "256 MiB",
+            "512MiB",
+            "1GiB",
+            "1536MiB",
+            "2GiB",
+            "3GiB",
+            "3584MiB",
+            "4GiB",
+            "5GiB",
+            "6GiB",
+            "262144KiB",
+            "8MiB",
         ];
         let mut mem = self.rng.pick(sizes);
         if mem == "8MiB" && self.board != "microvm" {
@@ -370,7 +387,14 @@ impl Gen<'_> {
             };
             let Some(parent) = parent else { continue };
             let id = format!("{}{i}", if root_port { "rp" } else { "br" });
-            let mut e = Entry::bus(&id, if root_port { "pcie-root-port" } else { "pci-bridge" });
+            let mut e = Entry::bus(
+                &id,
+                if root_port {
+                    "pcie-root-port"
+                } else {
+                    "pci-bridge"
+                },
+            );
             if parent != 0 || self.rng.chance(30) {
                 e.set("parent", toml::string(&pci.buses[parent].id));
             }

@@ -48,7 +48,11 @@ impl Entry {
     }
 
     fn render(&self, out: &mut String) {
-        out.push_str(&format!("\n[[{}]]\nid = {}\n", self.table, string(&self.id)));
+        out.push_str(&format!(
+            "\n[[{}]]\nid = {}\n",
+            self.table,
+            string(&self.id)
+        ));
         if let Some(k) = &self.kind {
             out.push_str(&format!("kind = {}\n", string(k)));
         }

@@ -1,8 +1,9 @@
 //! Where the board's built-in devices come from, so that an error found in a board's
 //! built-in text (`<board pc defaults>`, `<board pc devices>`) is reported at the
-//! user's line that brought the device in: the `[[device]]` entry that overrides it,
-//! else `board = ...`, else the start of the machine file. The built-in line stays
-//! visible in a note that names the default by id.
+//! user's line that caused it: the other party of a conflict when that is the user's
+//! (a note located in a user file), else the `[[device]]` entry that overrides the
+//! default, else `board = ...`, else the start of the machine file. The built-in line
+//! stays visible in a note that names the default by id.
 //!
 //! [`Origins::relocate`] is the one place that does this; `config::load` and
 //! `spec::check` pass every diagnostic through it before returning.
@@ -100,7 +101,17 @@ impl Origins {
             }
             None => format!("this is in board {}'s built-in devices", self.board_name),
         };
-        let builtin = std::mem::replace(&mut d.loc, self.user_loc(dev));
+        let other = d
+            .notes
+            .iter()
+            .position(|n| n.loc.as_ref().is_some_and(|l| !self.is_board(l)));
+        let target = match other {
+            // The note said where the user's party is ("device `dbg` is here"); the
+            // caret now does.
+            Some(i) => d.notes.remove(i).loc.unwrap_or_else(|| self.user_loc(dev)),
+            None => self.user_loc(dev),
+        };
+        let builtin = std::mem::replace(&mut d.loc, target);
         d.note_at(&builtin, note)
     }
 
@@ -149,6 +160,12 @@ mod tests {
         let d = o.relocate(Diagnostic::new(&Loc::new(SrcId(3), 60..61), "x"));
         assert_eq!(d.loc, Loc::new(SrcId(1), 8..12), "`board = ...`");
         assert!(d.notes[0].message.contains("enabled = false"));
+        let conflict = Diagnostic::new(&Loc::new(SrcId(3), 60..61), "x")
+            .note_at(&Loc::new(SrcId(0), 40..44), "device `dbg` is here");
+        let d = o.relocate(conflict);
+        assert_eq!(d.loc, Loc::new(SrcId(0), 40..44), "the user's party");
+        assert_eq!(d.notes.len(), 1, "{:?}", d.notes);
+        assert!(d.notes[0].message.contains("default device"));
         let user = Diagnostic::new(&Loc::new(SrcId(1), 3..4), "x");
         assert_eq!(o.relocate(user.clone()), user, "user locations stay");
         let o = Origins {

@@ -21,12 +21,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// What is wrong with one boot, if anything.
 fn problem(g: &gen::Generated) -> Option<String> {
-    let (sources, r) = vmrun::load_and_check(&g.path)
-        .map_err(|e| e.to_string())
-        .ok()?;
-    if let Err(d) = r {
-        let text: Vec<String> = d.iter().map(|d| d.render(&sources)).collect();
-        return Some(format!("check rejects it:\n{}", text.join("\n")));
+    if let Err(e) = gen::check(&g.path) {
+        return Some(format!("check rejects it:\n{e}"));
     }
     let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
         .args(["probe", g.path.to_str().unwrap(), "--timeout", "60s"])

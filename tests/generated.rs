@@ -11,16 +11,6 @@ fn cases() -> u64 {
         .unwrap_or(2000)
 }
 
-fn check(g: &gen::Generated) -> Result<vmrun::spec::MachineSpec, String> {
-    let (sources, r) = vmrun::load_and_check(&g.path).map_err(|e| vmrun::error_chain(&e))?;
-    r.map_err(|d| {
-        d.iter()
-            .map(|d| d.render(&sources))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-}
-
 #[test]
 fn every_generated_machine_checks() {
     let root = std::env::temp_dir().join(format!("vmrun-generated-{}", std::process::id()));
@@ -28,7 +18,7 @@ fn every_generated_machine_checks() {
     for seed in 0..cases() {
         let dir = root.join(seed.to_string());
         let g = gen::generate(seed, &dir);
-        match check(&g) {
+        match gen::check(&g.path) {
             Ok(spec) => {
                 assert_eq!(spec.cpus.count(), g.cpus, "seed {seed}:\n{}", g.dump());
                 *boards.entry(g.board).or_insert(0) += 1;

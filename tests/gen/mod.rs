@@ -72,6 +72,17 @@ impl Generated {
     }
 }
 
+/// Loads and checks a machine file: the spec, or every diagnostic rendered.
+pub fn check(path: &Path) -> Result<vmrun::spec::MachineSpec, String> {
+    let (sources, r) = vmrun::load_and_check(path).map_err(|e| vmrun::error_chain(&e))?;
+    r.map_err(|d| {
+        d.iter()
+            .map(|d| d.render(&sources))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// What the generator is building: the top file's tables, before any `extends` split.
 struct Gen<'a> {
     rng: Rng,

@@ -82,3 +82,22 @@ fn finish_check(
         _ => Err(diags),
     }
 }
+
+/// An error and its causes on one line, each printed once: "a: b: c". Errors here keep
+/// their cause out of their own message (it is their `source()`), so code that shows an
+/// error outside `main`'s `{:#}` uses this.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        // A message that already ends with its cause (an error that says `{0}` and
+        // marks it `#[source]`) is not repeated.
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
+}

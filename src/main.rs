@@ -133,7 +133,7 @@ fn screenshot(screen: Option<&vmrun::vmm::Screen>, path: &Path) {
             frame.width,
             frame.height
         ),
-        Err(e) => eprintln!("vmrun: {e}"),
+        Err(e) => eprintln!("vmrun: {}", vmrun::error_chain(&e)),
     }
 }
 
@@ -192,7 +192,7 @@ fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
                         bad += 1;
                     }
                     Err(e) => {
-                        eprintln!("error: {e:#}");
+                        eprintln!("error: {}", chain(&e));
                         bad += 1;
                     }
                 }
@@ -224,16 +224,17 @@ fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The error and its causes, each once ([`vmrun::error_chain`]).
+fn chain(e: &anyhow::Error) -> String {
+    vmrun::error_chain(e.as_ref())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match main_inner(cli) {
         Ok(code) => code,
         Err(e) => {
-            if !e.is::<Invalid>() && !e.is::<cli::lab::LabInvalid>() {
-                eprintln!("error: {e:#}");
-            } else {
-                eprintln!("error: {e}");
-            }
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -192,28 +192,7 @@ fn print_reference() {
     for (section, fields) in vmrun::config::schema::sections() {
         println!("\n#### {section}\n\n| key | type | default | meaning |\n|---|---|---|---|");
         for f in fields {
-            let ty = match f.ty {
-                vmrun::config::schema::Ty::Str => "string".to_string(),
-                vmrun::config::schema::Ty::Bool => "bool".to_string(),
-                vmrun::config::schema::Ty::Int(a, b) => {
-                    if b > 0xffff {
-                        format!("integer ≥ {a}")
-                    } else {
-                        format!("integer {a}-{b}")
-                    }
-                }
-                vmrun::config::schema::Ty::Size => "size".to_string(),
-                vmrun::config::schema::Ty::Choice(c) => c
-                    .iter()
-                    .map(|c| format!("\"{c}\""))
-                    .collect::<Vec<_>>()
-                    .join(" \\| "),
-                vmrun::config::schema::Ty::Path => "path".to_string(),
-                vmrun::config::schema::Ty::Artifact => "artifact".to_string(),
-                vmrun::config::schema::Ty::PciAddr => "PCI address".to_string(),
-                vmrun::config::schema::Ty::Mac => "MAC".to_string(),
-                vmrun::config::schema::Ty::Tables(_) => "array of tables".to_string(),
-            };
+            let ty = f.ty.readme_name();
             let def = if f.default.is_empty() {
                 "—".to_string()
             } else {

@@ -44,7 +44,7 @@ pub const DIRECT_END: u64 = 0x10_0000;
 pub enum AcpiError {
     #[error("the ACPI tables ({size} bytes) do not fit in {room} bytes at {base:#x}")]
     TooLarge { size: u64, room: u64, base: u64 },
-    #[error("writing the ACPI tables to guest memory: {0}")]
+    #[error("writing the ACPI tables to guest memory")]
     Memory(#[from] GuestMemoryError),
 }
 

@@ -49,11 +49,11 @@ pub enum ChardevKind {
 
 #[derive(Debug, Error)]
 pub enum ChardevError {
-    #[error("cannot open {path} for serial output: {source}")]
+    #[error("cannot open {path} for serial output")]
     File { path: PathBuf, source: io::Error },
-    #[error("cannot listen on unix socket {path}: {source}")]
+    #[error("cannot listen on unix socket {path}")]
     Socket { path: PathBuf, source: io::Error },
-    #[error("cannot {what} for the serial console: {source}")]
+    #[error("cannot {what} for the serial console")]
     Sys {
         what: &'static str,
         source: io::Error,

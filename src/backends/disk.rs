@@ -23,7 +23,7 @@ pub const SECTOR_SIZE: u64 = 512;
 
 #[derive(Debug, Error)]
 pub enum DiskError {
-    #[error("cannot open disk image {path}: {source}")]
+    #[error("cannot open disk image {path}")]
     Open {
         path: PathBuf,
         source: std::io::Error,
@@ -32,7 +32,7 @@ pub enum DiskError {
         "disk image {path} is in use by another process ({what}); is another VM running with it?"
     )]
     Locked { path: PathBuf, what: &'static str },
-    #[error("cannot lock disk image {path}: {source}")]
+    #[error("cannot lock disk image {path}")]
     Lock {
         path: PathBuf,
         source: std::io::Error,
@@ -41,7 +41,7 @@ pub enum DiskError {
     Format { path: PathBuf, format: String },
     #[error("disk image {path}: qcow2 images are read-only in vmrun: set readonly = true, or convert with qemu-img convert -O raw")]
     Qcow2Writable { path: PathBuf },
-    #[error("disk image {path}: {source}")]
+    #[error("disk image {path}")]
     Qcow2 { path: PathBuf, source: Qcow2Error },
 }
 

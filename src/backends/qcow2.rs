@@ -39,7 +39,7 @@ const L2_CACHE: usize = 16;
 /// Why an image cannot be used (found when it is opened, so at check time).
 #[derive(Debug, Error)]
 pub enum Qcow2Error {
-    #[error("cannot read the image: {0}")]
+    #[error("cannot read the image")]
     Io(#[from] io::Error),
     #[error("not a qcow2 image (no QFI\\xfb magic)")]
     Magic,

@@ -45,7 +45,7 @@ const SUN_PATH_MAX: usize = 107;
 
 #[derive(Debug, Error)]
 pub enum SwitchError {
-    #[error("cannot create the switch directory {path}: {source}")]
+    #[error("cannot create the switch directory {path}")]
     Dir { path: PathBuf, source: io::Error },
     #[error("the switch path {0} exists and is not a directory")]
     NotDir(PathBuf),
@@ -53,7 +53,7 @@ pub enum SwitchError {
     PathTooLong(PathBuf),
     #[error("a NIC with MAC {mac} is already on switch {dir} (another vmrun is running with it)")]
     MacInUse { mac: String, dir: PathBuf },
-    #[error("cannot bind the switch port {path}: {source}")]
+    #[error("cannot bind the switch port {path}")]
     Bind { path: PathBuf, source: io::Error },
 }
 

@@ -40,7 +40,7 @@ pub enum TapError {
     Busy { name: String },
     #[error("cannot open TAP device {name}: it exists and is not a TAP device (a TUN device or another kind of interface?)")]
     NotTap { name: String },
-    #[error("cannot open TAP device {name}: {source}")]
+    #[error("cannot open TAP device {name}")]
     Other { name: String, source: io::Error },
 }
 

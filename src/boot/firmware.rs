@@ -82,7 +82,7 @@ pub enum FirmwareError {
     PvhInitrd,
     #[error("the payload for the firmware: {0}")]
     Payload(String),
-    #[error("cannot write the legacy BIOS copy at {addr:#x}: {source} (is there 1 MiB of RAM?)")]
+    #[error("cannot write the legacy BIOS copy at {addr:#x} (is there 1 MiB of RAM?)")]
     Legacy {
         addr: u64,
         source: vm_memory::GuestMemoryError,
@@ -266,7 +266,8 @@ pub fn prepare_payload(
             "the command line contains a NUL".into(),
         ));
     }
-    let k = load_kernel(mem, kernel, ram_end).map_err(|e| FirmwareError::Payload(e.to_string()))?;
+    let k = load_kernel(mem, kernel, ram_end)
+        .map_err(|e| FirmwareError::Payload(crate::error_chain(&e)))?;
     if k.kind != KernelKind::Pvh {
         return Err(FirmwareError::Payload(
             "an ELF kernel needs a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) for firmware boot"

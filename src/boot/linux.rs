@@ -41,10 +41,10 @@ pub enum BootError {
         elf: ElfError,
     },
     /// A bzImage that cannot be booted.
-    #[error("bzImage: {0}")]
+    #[error("bzImage")]
     BzImage(#[from] BzImageError),
     /// An ELF that cannot be booted.
-    #[error("ELF kernel: {0}")]
+    #[error("ELF kernel")]
     Elf(#[from] ElfError),
     /// No RAM below the 32-bit hole (or not enough to hold anything above 1 MiB).
     #[error("no RAM above 1 MiB below 4 GiB to load a kernel into")]
@@ -79,7 +79,7 @@ pub enum BootError {
     #[error(transparent)]
     Pvh(#[from] PvhError),
     /// Writing boot structures failed.
-    #[error("cannot write {what} into guest memory: {source}")]
+    #[error("cannot write {what} into guest memory")]
     Memory {
         /// What was being written.
         what: &'static str,

@@ -323,7 +323,7 @@ fn unknown_format_says_what_was_expected() {
         ..Default::default()
     }
     .build();
-    let msg = setup(&m, &input(&old, None, &ram)).unwrap_err().to_string();
+    let msg = crate::error_chain(&setup(&m, &input(&old, None, &ram)).unwrap_err());
     assert!(msg.contains("2.02 is too old"), "{msg}");
 }
 

@@ -25,7 +25,7 @@ pub enum PvhError {
     #[error("the memory map has {0} entries; the PVH area holds {max}", max = PVH_MEMMAP_MAX_ENTRIES)]
     TooManyEntries(usize),
     /// Writing guest memory failed.
-    #[error("cannot write the PVH start info: {0}")]
+    #[error("cannot write the PVH start info")]
     Memory(#[from] GuestMemoryError),
 }
 

@@ -42,7 +42,7 @@ pub enum ZeroPageError {
         addr: u64,
     },
     /// Writing guest memory failed.
-    #[error("cannot write the zero page: {0}")]
+    #[error("cannot write the zero page")]
     Memory(#[from] GuestMemoryError),
 }
 

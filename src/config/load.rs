@@ -11,19 +11,24 @@
 //!    controllers every board has, then — unless `[machine] defaults = false` — the
 //!    board's default devices. So a `[[device]]` with a default's id overrides that
 //!    default, and `enabled = false` removes it.
+//! 4. An override by id keeps what it overrides: giving it another `kind` is an error
+//!    (at the overriding `kind`), and so is switching off an interrupt controller.
+//!
+//! A file that is not UTF-8 is an error at the line and column of its first bad byte.
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::node::{self, merge, Node, Table, Value};
+use super::node::{self, merge, take_kind_clashes, KindClash, Node, Table, Value};
+use super::origin::{BoardDevice, Origins};
 use super::source::{Diagnostic, Loc, Sources, SrcId};
 use crate::board::BoardKind;
 
 /// Loading failed before any location in a file could be blamed.
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -66,7 +71,7 @@ fn load_one(
     chain: &mut Vec<PathBuf>,
 ) -> Result<Result<Node, Vec<Diagnostic>>, LoadError> {
     let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let text = match std::fs::read_to_string(path) {
+    let bytes = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) => {
             return match from {
@@ -99,6 +104,20 @@ fn load_one(
         )]));
     }
     let name = display_name(path);
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let bad = e.as_bytes()[at];
+            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let id = sources.add(name, Some(path.to_path_buf()), lossy);
+            let msg = format!("{} is not UTF-8 text", path.display());
+            let d = Diagnostic::new(&Loc::new(id, at..at + 3), msg)
+                .label(format!("byte {bad:#04x} is not valid UTF-8 here"))
+                .note("machine files are TOML, which is UTF-8");
+            return Ok(Err(vec![d]));
+        }
+    };
     let id = sources.add(name, Some(path.to_path_buf()), text);
     parse_and_extend(id, canon, sources, chain)
 }
@@ -149,6 +168,13 @@ fn parse_and_extend(
         Err(d) => return Ok(Err(d)),
     };
     if let Value::Table(bt) = &mut base.value {
+        let clashes = take_kind_clashes(bt, &mut table);
+        if !clashes.is_empty() {
+            return Ok(Err(clashes
+                .into_iter()
+                .map(|c| inherited_clash(c, sources))
+                .collect()));
+        }
         // The base's own `extends` was consumed; the base's name default must not win
         // over the extending file's, so the name is only what a file says explicitly.
         merge(bt, table);
@@ -195,13 +221,33 @@ fn duplicate_ids(table: &Table) -> Vec<Diagnostic> {
     diags
 }
 
+fn inherited_clash(c: KindClash, sources: &Sources) -> Diagnostic {
+    let file = &sources.get(c.base_kind.1.src).name;
+    let msg = format!(
+        "{} `{}` is a {} in {file}: a [[{}]] with its id overrides it and can't change its kind to {}",
+        c.what, c.id, c.base_kind.0, c.what, c.over_kind.0
+    );
+    Diagnostic::new(&c.over_kind.1, msg)
+        .label(format!("use another id for a new {}", c.over_kind.0))
+        .note_at(&c.base_kind.1, format!("`{}` is declared here", c.id))
+}
+
 fn display_name(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// [`with_board_devices`]'s result: the merged document, where each board device
+/// came from, and the errors found while merging.
+pub struct WithBoard {
+    pub doc: Node,
+    pub origins: Origins,
+    pub diags: Vec<Diagnostic>,
+}
+
 /// Lays `doc` over the board's interrupt controllers and (unless switched off) its
 /// default devices. The board is read loosely here; a bad value is reported later.
-pub fn with_board_devices(doc: Node, sources: &mut Sources) -> Node {
+pub fn with_board_devices(doc: Node, sources: &mut Sources) -> WithBoard {
+    let anchor = Loc::new(doc.loc.src, 0..0);
     let machine = match &doc.value {
         Value::Table(t) => t.get("machine"),
         _ => None,
@@ -210,39 +256,122 @@ pub fn with_board_devices(doc: Node, sources: &mut Sources) -> Node {
         Some(Value::Table(m)) => Some(m),
         _ => None,
     };
-    let board_name = machine.and_then(|m| m.str("board")).unwrap_or("pc");
-    let Some(kind) = BoardKind::parse(board_name) else {
-        return doc;
-    };
+    let board_key = machine.and_then(|m| m.get("board")).map(|n| n.loc.clone());
+    let kind = BoardKind::parse(machine.and_then(|m| m.str("board")).unwrap_or("pc"));
     let defaults = !matches!(
         machine.and_then(|m| m.get("defaults")).map(|n| &n.value),
         Some(Value::Bool(false))
     );
-    let board = kind.board();
-    let mut base = board_table(
-        sources,
-        &format!("<board {} devices>", board.name),
-        board.intrinsic,
-    );
-    if defaults {
-        let d = board_table(
-            sources,
-            &format!("<board {} defaults>", board.name),
-            board.defaults,
-        );
-        merge(&mut base, d);
-    }
-    let Value::Table(user) = doc.value else {
-        return Node {
-            value: doc.value,
-            loc: doc.loc,
+    let (
+        Some(kind),
+        Node {
+            value: Value::Table(mut user),
+            loc,
+        },
+    ) = (kind, doc.clone())
+    else {
+        return WithBoard {
+            doc,
+            origins: Origins::none(anchor),
+            diags: Vec::new(),
         };
     };
-    merge(&mut base, user);
-    Node {
-        value: Value::Table(base),
-        loc: doc.loc,
+    let board = kind.board();
+    let board_src_start = sources.len() as u32;
+    let name = format!("<board {} devices>", board.name);
+    let mut base = board_table(sources, &name, board.intrinsic);
+    let mut devices = board_devices(&base, true, sources);
+    if defaults {
+        let name = format!("<board {} defaults>", board.name);
+        let d = board_table(sources, &name, board.defaults);
+        devices.extend(board_devices(&d, false, sources));
+        merge(&mut base, d);
     }
+    let mut diags: Vec<Diagnostic> = take_kind_clashes(&base, &mut user)
+        .into_iter()
+        .map(|c| default_clash(c, board.name, &devices))
+        .collect();
+    claim_overrides(&mut user, &mut devices, board.name, &mut diags);
+    merge(&mut base, user);
+    WithBoard {
+        doc: Node {
+            value: Value::Table(base),
+            loc,
+        },
+        origins: Origins {
+            board_src_start,
+            board_name: board.name,
+            devices,
+            board_key,
+            anchor,
+        },
+        diags,
+    }
+}
+
+/// Notes which user entry overrides each board device, and refuses `enabled = false`
+/// on the interrupt controllers (the VM always has them).
+fn claim_overrides(
+    user: &mut Table,
+    devices: &mut [BoardDevice],
+    board: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(Node {
+        value: Value::Array(items),
+        ..
+    }) = user
+        .entries
+        .iter_mut()
+        .find(|(k, _)| k.name == "device")
+        .map(|(_, n)| n)
+    else {
+        return;
+    };
+    for item in items {
+        let Value::Table(t) = &mut item.value else {
+            continue;
+        };
+        let (Some(id), Some(id_node)) = (t.str("id"), t.get("id")) else {
+            continue;
+        };
+        let Some(dev) = devices.iter_mut().find(|d| d.id == id) else {
+            continue;
+        };
+        dev.user = Some(id_node.loc.clone());
+        let off = t.get("enabled").filter(|n| n.value == Value::Bool(false));
+        if let (Some(off), true) = (off, dev.intrinsic) {
+            diags.push(
+                Diagnostic::new(
+                    &off.loc,
+                    format!(
+                        "device `{id}` can't be switched off: it is one of board {board}'s interrupt controllers, which every machine has"
+                    ),
+                )
+                .label("remove `enabled = false`"),
+            );
+            t.remove("enabled");
+        }
+    }
+}
+
+fn default_clash(c: KindClash, board: &str, devices: &[BoardDevice]) -> Diagnostic {
+    let intrinsic = devices.iter().any(|d| d.id == c.id && d.intrinsic);
+    let (what, whats) = if intrinsic {
+        ("interrupt controller", "interrupt controllers")
+    } else {
+        ("default device", "default devices")
+    };
+    let msg = format!(
+        "`{}` is board {board}'s {what} (a {}): a [[device]] with its id overrides it and can't make it a {}",
+        c.id, c.base_kind.0, c.over_kind.0
+    );
+    Diagnostic::new(&c.over_kind.1, msg)
+        .label(format!("use another id for a new {}", c.over_kind.0))
+        .note_at(
+            &c.base_kind.1,
+            format!("`{}` is one of board {board}'s {whats}", c.id),
+        )
 }
 
 fn board_table(sources: &mut Sources, name: &str, text: &str) -> Table {
@@ -255,6 +384,31 @@ fn board_table(sources: &mut Sources, name: &str, text: &str) -> Table {
         // The board texts are ours and parsed by a unit test; an error is a bug.
         _ => Table::default(),
     }
+}
+
+/// The devices of one board text, each with its region of the text.
+fn board_devices(t: &Table, intrinsic: bool, sources: &Sources) -> Vec<BoardDevice> {
+    let Some(Value::Array(items)) = t.get("device").map(|n| &n.value) else {
+        return Vec::new();
+    };
+    let mut out: Vec<BoardDevice> = Vec::new();
+    for item in items {
+        let Value::Table(d) = &item.value else {
+            continue;
+        };
+        let end = sources.get(item.loc.src).text.len();
+        if let Some(prev) = out.last_mut() {
+            prev.region.span.end = item.loc.span.start;
+        }
+        out.push(BoardDevice {
+            id: d.str("id").unwrap_or_default().to_string(),
+            kind: d.str("kind").unwrap_or_default().to_string(),
+            region: Loc::new(item.loc.src, item.loc.span.start..end),
+            intrinsic,
+            user: None,
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The machine file: TOML text → a typed [`Machine`], every value with its location.
 //! Errors come back all together as [`Diagnostic`]s that render like rustc's.
 
+pub mod json_schema;
 pub mod load;
 pub mod model;
 pub mod node;
+pub mod origin;
 pub mod reader;
 pub mod schema;
 pub mod source;
@@ -66,15 +68,18 @@ fn read_doc(
     path: &Path,
     sources: &mut Sources,
 ) -> (Option<Machine>, Vec<Diagnostic>) {
-    let board_src_start = sources.len() as u32;
-    let doc = load::with_board_devices(doc, sources);
+    let load::WithBoard {
+        doc,
+        origins,
+        mut diags,
+    } = load::with_board_devices(doc, sources);
     let default_name = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("machine");
-    let mut diags = Vec::new();
     let machine = model::read(&doc, default_name, sources, &mut diags).map(|m| Machine {
-        board_src_start,
+        board_src_start: origins.board_src_start,
+        origins: origins.clone(),
         ..m
     });
     if machine.is_none() && diags.is_empty() {
@@ -83,5 +88,5 @@ fn read_doc(
             "the machine file could not be read",
         ));
     }
-    (machine, diags)
+    (machine, origins.relocate_all(diags))
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::node::Node;
+use super::origin::Origins;
 use super::reader::{Artifact, PciAddr, Sp, TableReader};
 use super::schema::{self, Field};
 use super::source::{Diagnostic, Loc, Sources};
@@ -16,6 +17,9 @@ pub struct Machine {
     pub anchor: Loc,
     /// Sources with this id or higher are the board's built-in texts.
     pub board_src_start: u32,
+    /// Where the board's devices came from: [`Origins::relocate`] moves an error found
+    /// in a board's text to the user's line.
+    pub origins: Origins,
     pub name: Sp<String>,
     pub board: Sp<BoardKind>,
     pub memory: Sp<u64>,
@@ -201,6 +205,7 @@ pub fn read(
         .filter_map(|n| read_device(n, sources, diags, &mut disabled))
         .collect();
     Some(Machine {
+        origins: Origins::none(anchor.clone()),
         anchor,
         board_src_start: u32::MAX,
         name,
@@ -241,13 +246,7 @@ fn read_id(t: &mut TableReader<'_, '_>) -> Option<Sp<String>> {
         }
         return None;
     };
-    let ok = !id.value.is_empty()
-        && id.value.len() <= 64
-        && id
-            .value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !ok {
+    if !schema::is_id(&id.value) {
         let msg = format!(
             "bad id \"{}\": use 1-64 letters, digits, `-`, `_` or `.`",
             id.value.escape_debug()

@@ -177,6 +177,75 @@ pub fn merge(base: &mut Table, over: Table) {
     }
 }
 
+/// An entry of a file laid over a base that reuses the id of a base entry with another
+/// `kind`: an override by id keeps the device (or bus) it overrides, so this is an
+/// error, reported at the overriding `kind`.
+#[derive(Debug)]
+pub struct KindClash {
+    /// "device" or "bus".
+    pub what: &'static str,
+    pub id: String,
+    pub base_kind: (String, Loc),
+    pub over_kind: (String, Loc),
+}
+
+fn entries<'a>(t: &'a Table, what: &str) -> &'a [Node] {
+    match t.get(what).map(|n| &n.value) {
+        Some(Value::Array(items)) => items,
+        _ => &[],
+    }
+}
+
+fn kind_of(n: &Node) -> Option<(String, Loc)> {
+    match &n.value {
+        Value::Table(t) => t.get("kind").and_then(|k| match &k.value {
+            Value::Str(s) => Some((s.clone(), k.loc.clone())),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// Finds the entries of `over` that would change the kind of the `base` entry with
+/// their id, and takes them out of `over` (the base entry stays as it was).
+pub fn take_kind_clashes(base: &Table, over: &mut Table) -> Vec<KindClash> {
+    let mut clashes = Vec::new();
+    for what in MERGE_BY_ID {
+        let base_items = entries(base, what);
+        let Some(Node {
+            value: Value::Array(items),
+            ..
+        }) = over
+            .entries
+            .iter_mut()
+            .find(|(k, _)| k.name == *what)
+            .map(|(_, n)| n)
+        else {
+            continue;
+        };
+        items.retain(|item| {
+            let Some(id) = id_of(item) else { return true };
+            let base_kind = base_items
+                .iter()
+                .find(|b| id_of(b) == Some(id))
+                .and_then(kind_of);
+            match (base_kind, kind_of(item)) {
+                (Some(b), Some(o)) if b.0 != o.0 => {
+                    clashes.push(KindClash {
+                        what,
+                        id: id.to_string(),
+                        base_kind: b,
+                        over_kind: o,
+                    });
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+    clashes
+}
+
 fn id_of(n: &Node) -> Option<&str> {
     match &n.value {
         Value::Table(t) => t.str("id"),
@@ -234,6 +303,20 @@ mod tests {
         };
         assert_eq!(com1.str("kind"), Some("serial"));
         assert_eq!(com1.str("backend"), Some("null"));
+    }
+
+    #[test]
+    fn a_kind_clash_is_taken_out() {
+        let base = table(
+            0,
+            "[[device]]\nid='a'\nkind='serial'\n[[device]]\nid='b'\nkind='vga'\n",
+        );
+        let mut over = table(1, "[[device]]\nid='a'\nkind='nic'\n[[device]]\nid='b'\nkind='vga'\n[[device]]\nid='c'\nkind='nic'\n");
+        let c = take_kind_clashes(&base, &mut over);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].id.as_str(), c[0].over_kind.0.as_str()), ("a", "nic"));
+        assert_eq!(c[0].over_kind.1.src, SrcId(1));
+        assert_eq!(entries(&over, "device").len(), 2);
     }
 
     #[test]

@@ -35,13 +35,23 @@ impl std::fmt::Display for PciAddr {
 }
 
 impl PciAddr {
-    /// Parses "3", "03", "1f.2" (hex slot, function 0-7).
+    /// Parses "3", "03", "1f.2": one or two hex digits of slot (00-1f), then
+    /// optionally `.` and one digit of function (0-7).
     pub fn parse(s: &str) -> Result<Self, String> {
         let (slot, func) = s.split_once('.').unwrap_or((s, "0"));
-        let slot = u8::from_str_radix(slot, 16).ok().filter(|s| *s < 32);
-        let func = func.parse::<u8>().ok().filter(|f| *f < 8);
+        let hex = |t: &str, max_len| {
+            (1..=max_len).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        let slot = hex(slot, 2)
+            .then(|| u8::from_str_radix(slot, 16).ok())
+            .flatten()
+            .filter(|s| *s < 32);
+        let func = (func.len() == 1)
+            .then(|| func.parse::<u8>().ok())
+            .flatten()
+            .filter(|f| *f < 8);
         match (slot, func) {
-            (Some(slot), Some(func)) if !s.is_empty() => Ok(Self { slot, func }),
+            (Some(slot), Some(func)) => Ok(Self { slot, func }),
             _ => Err(format!(
                 "`{s}` is not a PCI address: write \"SS.F\" with a hex slot 00-1f and a function 0-7, like \"03.0\""
             )),
@@ -128,10 +138,18 @@ impl<'a, 'd> TableReader<'a, 'd> {
     }
 
     fn field(&self, key: &str) -> Option<&'static Field> {
-        self.fields
+        let found = self
+            .fields
             .iter()
             .flat_map(|f| f.iter())
-            .find(|f| f.key == key)
+            .find(|f| f.key == key);
+        // Every key read must be in the tables that `finish` and the JSON Schema use.
+        debug_assert!(
+            found.is_some(),
+            "`{key}` of {} is not in schema.rs",
+            self.what
+        );
+        found
     }
 
     pub fn error(&mut self, d: Diagnostic) {
@@ -149,6 +167,7 @@ impl<'a, 'd> TableReader<'a, 'd> {
     }
 
     pub fn node(&self, key: &str) -> Option<&'a Node> {
+        let _ = self.field(key);
         self.table.get(key)
     }
 
@@ -343,11 +362,8 @@ impl<'a, 'd> TableReader<'a, 'd> {
         let parts: Vec<_> = s.value.split(':').collect();
         let bytes: Vec<u8> = parts
             .iter()
-            .filter_map(|p| {
-                (p.len() == 2)
-                    .then(|| u8::from_str_radix(p, 16).ok())
-                    .flatten()
-            })
+            .filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter_map(|p| u8::from_str_radix(p, 16).ok())
             .collect();
         let Ok(mac) = <[u8; 6]>::try_from(bytes.as_slice()) else {
             let msg = format!("`{key}` in {} is not a MAC address: write six hex bytes like \"52:54:00:12:34:56\"", self.what);
@@ -441,6 +457,9 @@ mod tests {
         assert!(PciAddr::parse("03.8").is_err());
         assert!(PciAddr::parse("").is_err());
         assert!(PciAddr::parse(".1").is_err());
+        for bad in ["+1", "001", "1f.+2", "1f.02", "1f.", " 1", "g"] {
+            assert!(PciAddr::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(PciAddr { slot: 3, func: 1 }.to_string(), "03.1");
     }
 }

@@ -1,13 +1,16 @@
 //! The machine file's keys, in one place: the reader rejects keys not listed here (with
-//! a "did you mean" from these lists), `vmrun schema` turns them into a JSON Schema, and
-//! a test checks that the README documents every one of them.
-
-use serde_json::{json, Map, Value as Json};
+//! a "did you mean" from these lists) and checks each value against its [`Ty`];
+//! `vmrun schema` turns the same tables into a JSON Schema (`json_schema.rs`), one
+//! branch per device kind; a test checks that the README documents every key.
 
 /// What a key holds.
 #[derive(Debug, Clone, Copy)]
 pub enum Ty {
     Str,
+    /// A bus or device id: 1-64 letters, digits, `-`, `_` or `.`.
+    Id,
+    /// A SHA-256 digest: 64 hex digits.
+    Sha256,
     Bool,
     /// An integer in `[min, max]`.
     Int(i64, i64),
@@ -23,8 +26,44 @@ pub enum Ty {
     PciAddr,
     /// A MAC address "52:54:00:12:34:56".
     Mac,
+    /// A table with these keys.
+    Table(&'static [Field]),
     /// An array of tables with these keys.
     Tables(&'static [Field]),
+}
+
+impl Ty {
+    /// How the README's reference tables name the type.
+    pub fn readme_name(&self) -> String {
+        match *self {
+            Ty::Str => "string".into(),
+            Ty::Id => "id".into(),
+            Ty::Sha256 => "SHA-256".into(),
+            Ty::Bool => "bool".into(),
+            Ty::Int(a, b) if b > 0xffff => format!("integer ≥ {a}"),
+            Ty::Int(a, b) => format!("integer {a}-{b}"),
+            Ty::Size => "size".into(),
+            Ty::Choice(c) => c
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(" \\| "),
+            Ty::Path => "path".into(),
+            Ty::Artifact => "artifact".into(),
+            Ty::PciAddr => "PCI address".into(),
+            Ty::Mac => "MAC".into(),
+            Ty::Table(_) => "table".into(),
+            Ty::Tables(_) => "array of tables".into(),
+        }
+    }
+}
+
+/// Whether `s` is a valid bus or device id (see [`Ty::Id`]).
+pub fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +73,8 @@ pub struct Field {
     /// The default, as the README shows it ("" when the key is required or has none).
     pub default: &'static str,
     pub doc: &'static str,
+    /// The table is an error without this key.
+    pub required: bool,
 }
 
 const fn f(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
@@ -42,6 +83,15 @@ const fn f(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) 
         ty,
         default,
         doc,
+        required: false,
+    }
+}
+
+/// A key the table must have.
+const fn req(key: &'static str, ty: Ty, doc: &'static str) -> Field {
+    Field {
+        required: true,
+        ..f(key, ty, "", doc)
     }
 }
 
@@ -56,11 +106,11 @@ pub const TOP: &[Field] = &[
     ),
     f(
         "machine",
-        Ty::Tables(MACHINE),
+        Ty::Table(MACHINE),
         "",
         "The board, memory and CPUs.",
     ),
-    f("boot", Ty::Tables(BOOT), "", "What the machine boots."),
+    f("boot", Ty::Table(BOOT), "", "What the machine boots."),
     f(
         "bus",
         Ty::Tables(BUS),
@@ -139,15 +189,10 @@ pub const BOOT: &[Field] = &[
 ];
 
 pub const ARTIFACT: &[Field] = &[
-    f(
-        "path",
-        Ty::Path,
-        "",
-        "The file, relative to the machine file.",
-    ),
+    req("path", Ty::Path, "The file, relative to the machine file."),
     f(
         "sha256",
-        Ty::Str,
+        Ty::Sha256,
         "none",
         "Expected SHA-256 (64 hex digits); a mismatch is an error.",
     ),
@@ -156,12 +201,12 @@ pub const ARTIFACT: &[Field] = &[
 pub const BUS_KINDS: &[&str] = &["pci-bridge", "pcie-root-port"];
 
 pub const BUS: &[Field] = &[
-    f(
+    req(
         "id",
-        Ty::Str,
-        "",
+        Ty::Id,
         "Name devices and other buses use to sit on this bus.",
     ),
+    // Not required by the schema: an extending file may override a bus by id alone.
     f(
         "kind",
         Ty::Choice(BUS_KINDS),
@@ -188,10 +233,9 @@ pub const DEVICE_KINDS: &[&str] = &[
 ];
 
 pub const DEVICE_COMMON: &[Field] = &[
-    f(
+    req(
         "id",
-        Ty::Str,
-        "",
+        Ty::Id,
         "Unique name; a device with the id of an inherited or default device overrides it.",
     ),
     f(
@@ -279,10 +323,9 @@ pub const DEBUGCON: &[Field] = &[
     f("path", Ty::Path, "", "File (backend file)."),
 ];
 pub const FW_CFG_FILE: &[Field] = &[
-    f(
+    req(
         "name",
         Ty::Str,
-        "",
         "fw_cfg file name, e.g. \"opt/org.example/config\" (at most 55 bytes).",
     ),
     f("path", Ty::Path, "", "Host file with the contents."),
@@ -343,18 +386,41 @@ pub const DISK: &[Field] = &[
     ),
 ];
 
-/// The kind-specific keys of a device kind.
+/// A device kind and the keys of its own (beyond [`DEVICE_COMMON`]).
+#[derive(Debug)]
+pub struct KindDef {
+    pub name: &'static str,
+    pub fields: &'static [Field],
+}
+
+const fn k(name: &'static str, fields: &'static [Field]) -> KindDef {
+    KindDef { name, fields }
+}
+
+/// Every device kind with its keys, in [`DEVICE_KINDS`] order: the one table the
+/// reader validates each device's keys and values against, and the JSON Schema's
+/// per-kind branches come from.
+pub const KINDS: &[KindDef] = &[
+    k("serial", SERIAL),
+    k("rtc", RTC),
+    k("i8042", &[]),
+    k("debugcon", DEBUGCON),
+    k("pm", &[]),
+    k("fw_cfg", FW_CFG),
+    k("vga", VGA),
+    k("nic", NIC),
+    k("disk", DISK),
+    k("pit", &[]),
+    k("pic", &[]),
+    k("ioapic", &[]),
+];
+
+/// The kind-specific keys of a device kind (none for an unknown kind).
 pub fn device_fields(kind: &str) -> &'static [Field] {
-    match kind {
-        "serial" => SERIAL,
-        "rtc" => RTC,
-        "debugcon" => DEBUGCON,
-        "fw_cfg" => FW_CFG,
-        "vga" => VGA,
-        "nic" => NIC,
-        "disk" => DISK,
-        _ => &[],
-    }
+    KINDS
+        .iter()
+        .find(|d| d.name == kind)
+        .map_or(&[], |d| d.fields)
 }
 
 /// Every list of keys with a name for the README: (heading, fields).
@@ -368,94 +434,27 @@ pub fn sections() -> Vec<(String, &'static [Field])> {
         ("[[device]] (every kind)".into(), DEVICE_COMMON),
         ("fw_cfg files".into(), FW_CFG_FILE),
     ];
-    for k in DEVICE_KINDS {
-        let fields = device_fields(k);
-        if !fields.is_empty() {
-            v.push((format!("[[device]] kind = \"{k}\""), fields));
-        }
+    for d in KINDS.iter().filter(|d| !d.fields.is_empty()) {
+        v.push((format!("[[device]] kind = \"{}\"", d.name), d.fields));
     }
     v
 }
 
-fn field_schema(fl: &Field) -> Json {
-    let mut s = match fl.ty {
-        Ty::Str => json!({"type": "string"}),
-        Ty::Bool => json!({"type": "boolean"}),
-        Ty::Int(min, max) => json!({"type": "integer", "minimum": min, "maximum": max}),
-        Ty::Size => json!({"type": "string", "pattern": "^[0-9]+ ?(B|KiB|MiB|GiB|TiB)$"}),
-        Ty::Choice(c) => json!({"enum": c}),
-        Ty::Path => json!({"type": "string", "minLength": 1}),
-        Ty::Artifact => json!({"anyOf": [
-            {"type": "string", "minLength": 1},
-            object(ARTIFACT, &["path"]),
-        ]}),
-        Ty::PciAddr => json!({"type": "string", "pattern": "^[0-9a-fA-F]{1,2}(\\.[0-7])?$"}),
-        Ty::Mac => json!({"type": "string", "pattern": "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"}),
-        Ty::Tables(fields) => json!({"type": "array", "items": object(fields, &[])}),
-    };
-    if let Json::Object(m) = &mut s {
-        m.insert("description".into(), json!(fl.doc));
-    }
-    s
-}
-
-fn object(fields: &[Field], required: &[&str]) -> Json {
-    let props: Map<String, Json> = fields
-        .iter()
-        .map(|fl| (fl.key.to_string(), field_schema(fl)))
-        .collect();
-    json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
-}
-
-/// The JSON Schema (draft-07) of a machine file, for editors (taplo, Even Better TOML).
-pub fn json_schema() -> Json {
-    let mut device_props: Vec<Field> = DEVICE_COMMON.to_vec();
-    for k in DEVICE_KINDS {
-        device_props.extend(device_fields(k).iter().copied());
-    }
-    device_props.dedup_by_key(|fl| fl.key);
-    let mut seen = std::collections::BTreeSet::new();
-    device_props.retain(|fl| seen.insert(fl.key));
-    let common: Vec<&str> = DEVICE_COMMON.iter().map(|fl| fl.key).collect();
-    let per_kind: Vec<Json> = DEVICE_KINDS
-        .iter()
-        .map(|k| {
-            let mut keys = common.clone();
-            keys.extend(device_fields(k).iter().map(|fl| fl.key));
-            json!({
-                "if": {"properties": {"kind": {"const": k}}, "required": ["kind"]},
-                "then": {"propertyNames": {"enum": keys}}
-            })
-        })
-        .collect();
-    let mut device = object(&device_props, &["id"]);
-    device["allOf"] = Json::Array(per_kind);
-    let mut top = object(TOP, &[]);
-    top["properties"]["machine"] = object(MACHINE, &[]);
-    top["properties"]["boot"] = object(BOOT, &[]);
-    top["properties"]["bus"] = json!({"type": "array", "items": object(BUS, &["id", "kind"])});
-    top["properties"]["device"] = json!({"type": "array", "items": device});
-    top["$schema"] = json!("http://json-schema.org/draft-07/schema#");
-    top["title"] = json!("vmrun machine file");
-    top
-}
+pub use super::json_schema::json_schema;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn schema_lists_every_device_key() {
-        let s = json_schema();
-        let props = &s["properties"]["device"]["items"]["properties"];
-        for k in DEVICE_KINDS {
-            for fl in device_fields(k) {
-                assert!(props.get(fl.key).is_some(), "{k}.{}", fl.key);
-            }
-        }
-        assert_eq!(
-            s["properties"]["machine"]["properties"]["board"]["enum"],
-            json!(BOARDS)
-        );
+    fn kinds_table_lists_every_kind_in_order() {
+        let names: Vec<&str> = KINDS.iter().map(|d| d.name).collect();
+        assert_eq!(names, DEVICE_KINDS);
+    }
+
+    #[test]
+    fn ids() {
+        assert!(is_id("com1") && is_id("a.b-c_d") && is_id(&"x".repeat(64)));
+        assert!(!is_id("") && !is_id("a b") && !is_id("é") && !is_id(&"x".repeat(65)));
     }
 }

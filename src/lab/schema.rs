@@ -9,6 +9,7 @@ const fn f(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) 
         ty,
         default,
         doc,
+        required: false,
     }
 }
 

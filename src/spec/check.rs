@@ -47,7 +47,7 @@ pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
     };
     let devices = devices::resolve(&mut ctx, &cpus);
     if !ctx.diags.is_empty() {
-        return Err(ctx.diags);
+        return Err(m.origins.relocate_all(ctx.diags));
     }
     Ok(MachineSpec {
         name: m.name.value.clone(),

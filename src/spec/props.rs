@@ -345,7 +345,11 @@ pub(super) fn device_kind(
                     diags.push(
                         Diagnostic::new(
                             &p.loc,
-                            format!("{what}: {} is not a usable qcow2 image: {e}", abs.display()),
+                            format!(
+                                "{what}: {} is not a usable qcow2 image: {}",
+                                abs.display(),
+                                crate::error_chain(&e)
+                            ),
                         )
                         .label("format is \"qcow2\""),
                     );

@@ -70,7 +70,7 @@ pub enum MpTableError {
         room: u64,
     },
     /// Writing guest memory failed.
-    #[error("cannot write the MP table into guest memory: {0}")]
+    #[error("cannot write the MP table into guest memory")]
     Memory(#[from] GuestMemoryError),
 }
 

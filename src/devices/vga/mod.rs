@@ -40,7 +40,7 @@ pub const PCI_DEVICE: u16 = 0x1111;
 
 #[derive(Debug, Error)]
 pub enum VgaError {
-    #[error("cannot map {size:#x} bytes of video memory: {source}")]
+    #[error("cannot map {size:#x} bytes of video memory")]
     Vram {
         size: usize,
         source: vm_memory::mmap::MmapRegionError,

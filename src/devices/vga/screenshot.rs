@@ -8,12 +8,12 @@ use super::render::Frame;
 
 #[derive(Debug, Error)]
 pub enum ScreenshotError {
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}")]
     Create {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write PNG {path}: {source}")]
+    #[error("cannot write PNG {path}")]
     Encode {
         path: PathBuf,
         source: png::EncodingError,

@@ -53,7 +53,7 @@ pub const INT_CONFIG: u32 = 2;
 
 #[derive(Debug, Error)]
 pub enum VirtioError {
-    #[error("virtqueue {queue}: {source}")]
+    #[error("virtqueue {queue}")]
     Queue { queue: u16, source: QueueError },
     #[error("the device has no queue {0}")]
     NoQueue(u16),

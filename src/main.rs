@@ -72,6 +72,23 @@ enum Command {
     /// Labs: many machines and the cables and LANs between them, in one file.
     #[command(subcommand)]
     Lab(cli::lab::LabCommand),
+    /// Control a running machine through its QMP socket (exit 0 done, 1 error, 124
+    /// `powerdown --wait` timed out).
+    Ctl {
+        /// A machine name (see `vmrun ps`) or the path of a QMP socket.
+        target: String,
+        /// Print JSON (QMP return values, events) instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: cli::ctl::CtlCmd,
+    },
+    /// List this user's running machines: name, pid, state, uptime, socket.
+    Ps {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A machine file that failed `check`; its diagnostics were already printed.
@@ -216,6 +233,12 @@ fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Lab(cmd)) => cli::lab::run(cmd),
+        Some(Command::Ctl {
+            target,
+            json,
+            command,
+        }) => cli::ctl::run(&target, command, json),
+        Some(Command::Ps { json }) => cli::ctl::ps(json),
         Some(Command::Schema) => {
             let schema = serde_json::to_string_pretty(&config::schema::json_schema())?;
             print(&format!("{schema}\n"))?;

@@ -76,6 +76,13 @@ impl Json {
         write_value(&mut s, self);
         s
     }
+
+    /// Indented, one member per line (for people).
+    pub fn to_pretty(&self) -> String {
+        let mut s = String::new();
+        write_pretty(&mut s, self, 0);
+        s
+    }
 }
 
 impl From<&str> for Json {
@@ -156,6 +163,35 @@ fn write_value(out: &mut String, v: &Json) {
             }
             out.push('}');
         }
+    }
+}
+
+fn write_pretty(out: &mut String, v: &Json, indent: usize) {
+    let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', 2 * n));
+    match v {
+        Json::Array(items) if !items.is_empty() => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                pad(out, indent + 1);
+                write_pretty(out, item, indent + 1);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            pad(out, indent);
+            out.push(']');
+        }
+        Json::Object(members) if !members.is_empty() => {
+            out.push_str("{\n");
+            for (i, (k, item)) in members.iter().enumerate() {
+                pad(out, indent + 1);
+                write_string(out, k);
+                out.push_str(": ");
+                write_pretty(out, item, indent + 1);
+                out.push_str(if i + 1 < members.len() { ",\n" } else { "\n" });
+            }
+            pad(out, indent);
+            out.push('}');
+        }
+        other => write_value(out, other),
     }
 }
 

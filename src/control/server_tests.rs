@@ -333,3 +333,49 @@ fn shutdown_sends_what_is_queued() {
     let mut rest = String::new();
     assert_eq!(c.r.read_line(&mut rest).unwrap(), 0, "closed after the flush");
 }
+
+#[test]
+fn the_ctl_client() {
+    use super::ctl::{self, CtlCommand};
+    let s = setup("ctl", |_| {});
+    let target = s.path.to_str().unwrap().to_string();
+    let run = |cmd: CtlCommand, json: bool| {
+        let mut out = Vec::new();
+        let code = ctl::run(&target, &cmd, json, &mut out);
+        (code.map_err(|e| e.to_string()), String::from_utf8(out).unwrap())
+    };
+    assert_eq!(run(CtlCommand::Status, false), (Ok(0), "running\n".into()));
+    assert_eq!(run(CtlCommand::Pause, false), (Ok(0), String::new()));
+    assert_eq!(
+        run(CtlCommand::Status, true),
+        (
+            Ok(0),
+            "{\"status\": \"paused\", \"singlestep\": false, \"running\": false}\n".into()
+        )
+    );
+    assert_eq!(run(CtlCommand::Resume, false).0, Ok(0));
+    let (code, out) = run(CtlCommand::Qmp("query-name".into(), None), false);
+    assert_eq!((code, out.as_str()), (Ok(0), "{\n  \"name\": \"fake\"\n}\n"));
+    let raw = r#"{"execute": "query-kvm"}"#.to_string();
+    assert_eq!(
+        run(CtlCommand::Qmp(raw, None), true).1,
+        "{\"enabled\": true, \"present\": true}\n"
+    );
+    let (code, _) = run(CtlCommand::Qmp("nope".into(), None), false);
+    assert_eq!(
+        code,
+        Err("CommandNotFound: The command nope has not been found".into())
+    );
+    let shot = CtlCommand::Screenshot("rel/shot.ppm".into());
+    assert_eq!(run(shot, false).0, Ok(0));
+    let cwd = std::env::current_dir().unwrap();
+    let want = format!("screendump {}/rel/shot.ppm ppm", cwd.display());
+    assert!(s.target.calls.lock().unwrap().contains(&want));
+    // The fake never shuts down: the wait times out.
+    let wait = CtlCommand::Powerdown(Some(Duration::from_millis(200)));
+    assert_eq!(run(wait, false).0, Ok(ctl::EXIT_TIMEOUT));
+    let mut c = ctl::Client::connect(&s.path).unwrap();
+    assert_eq!(run(CtlCommand::Quit, false).0, Ok(0));
+    let ev = c.next_event(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(event_name(&ev), "SHUTDOWN");
+}

@@ -23,11 +23,11 @@ struct Echo {
 }
 
 impl BusDevice for Echo {
-    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _region: usize, _offset: u64, data: &mut [u8]) {
         self.given = self.given.wrapping_add(1);
         data.fill(self.given);
     }
-    fn write(&mut self, _base: u64, _offset: u64, data: &[u8]) -> Option<VmEvent> {
+    fn write(&mut self, _region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
         let n = if data.first() == Some(&self.given) { &self.good } else { &self.bad };
         n.fetch_add(1, Ordering::SeqCst);
         None

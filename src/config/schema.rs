@@ -62,6 +62,12 @@ pub const TOP: &[Field] = &[
     ),
     f("boot", Ty::Tables(BOOT), "", "What the machine boots."),
     f(
+        "control",
+        Ty::Tables(CONTROL),
+        "",
+        "The machine's QMP control socket.",
+    ),
+    f(
         "bus",
         Ty::Tables(BUS),
         "",
@@ -137,6 +143,13 @@ pub const BOOT: &[Field] = &[
         "A BIOS image (SeaBIOS bios.bin), mapped below 4 GiB.",
     ),
 ];
+
+pub const CONTROL: &[Field] = &[f(
+    "qmp",
+    Ty::Path,
+    "$XDG_RUNTIME_DIR/vmrun/<name>/qmp.sock",
+    "Where the QMP socket goes (`vmrun run --qmp PATH` wins over it).",
+)];
 
 pub const ARTIFACT: &[Field] = &[
     f(
@@ -363,6 +376,7 @@ pub fn sections() -> Vec<(String, &'static [Field])> {
         ("top level".into(), TOP),
         ("[machine]".into(), MACHINE),
         ("[boot]".into(), BOOT),
+        ("[control]".into(), CONTROL),
         ("artifact table".into(), ARTIFACT),
         ("[[bus]]".into(), BUS),
         ("[[device]] (every kind)".into(), DEVICE_COMMON),
@@ -433,6 +447,7 @@ pub fn json_schema() -> Json {
     let mut top = object(TOP, &[]);
     top["properties"]["machine"] = object(MACHINE, &[]);
     top["properties"]["boot"] = object(BOOT, &[]);
+    top["properties"]["control"] = object(CONTROL, &[]);
     top["properties"]["bus"] = json!({"type": "array", "items": object(BUS, &["id", "kind"])});
     top["properties"]["device"] = json!({"type": "array", "items": device});
     top["$schema"] = json!("http://json-schema.org/draft-07/schema#");

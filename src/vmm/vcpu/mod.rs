@@ -268,21 +268,36 @@ struct RunState {
     reason: Mutex<Option<ExitReason>>,
     exit_evt: EventFd,
     vcpus: Vec<PerVcpu>,
+    /// The vCPU threads while they can be signalled (None once joining starts).
+    pthreads: Mutex<Option<Vec<libc::pthread_t>>>,
 }
 
 impl RunState {
+    /// Sends [`kick_signal`] to every vCPU thread that has not been joined.
+    fn kick(&self) {
+        let threads = self.pthreads.lock().unwrap_or_else(|p| p.into_inner());
+        for &t in threads.iter().flatten() {
+            // SAFETY: a thread we spawned and have not joined (join clears the list
+            // under this lock first), so the pthread_t is valid even if it has exited.
+            unsafe { libc::pthread_kill(t, kick_signal()) };
+        }
+    }
+
     fn parking(&self) -> std::sync::MutexGuard<'_, Parking> {
         self.parking.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the first reason the run ended and wakes the main loop.
-    fn finish(&self, reason: ExitReason) {
+    /// Records the first reason the run ended and wakes the main loop; true if this
+    /// was the first.
+    fn finish(&self, reason: ExitReason) -> bool {
         let mut slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
+        let first = slot.is_none();
+        if first {
             *slot = Some(reason);
         }
         drop(slot);
         let _ = self.exit_evt.write(1);
+        first
     }
 }
 
@@ -421,6 +436,9 @@ fn vcpu_loop(mut vcpu: Vcpu, slot: usize, buses: &Buses, state: &RunState) {
     }
 }
 
+mod handle;
+pub use handle::VcpuHandle;
+
 /// The running vCPU threads.
 pub struct RunningVcpus {
     threads: Vec<JoinHandle<()>>,
@@ -443,6 +461,7 @@ pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSe
                 nmi: AtomicBool::new(false),
             })
             .collect(),
+        pthreads: Mutex::new(Some(Vec::new())),
     });
     let mut running = RunningVcpus {
         threads: Vec::with_capacity(vcpus.len()),
@@ -457,7 +476,12 @@ pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSe
             .stack_size(256 * 1024)
             .spawn(move || vcpu_loop(vcpu, slot, &buses, &state));
         match spawned {
-            Ok(t) => running.threads.push(t),
+            Ok(t) => {
+                let mut pt = running.state.pthreads.lock().unwrap_or_else(|p| p.into_inner());
+                pt.get_or_insert_with(Vec::new).push(t.as_pthread_t());
+                drop(pt);
+                running.threads.push(t);
+            }
             Err(source) => {
                 running.state.parking().live -= 1;
                 running.stop();
@@ -470,12 +494,17 @@ pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSe
 }
 
 impl RunningVcpus {
+    /// A handle to pause, resume and end the run from other threads.
+    pub fn handle(&self) -> VcpuHandle {
+        VcpuHandle(self.state.clone())
+    }
+
     /// Readable (an eventfd) once some vCPU has recorded why the run ended.
     pub fn exit_fd(&self) -> RawFd {
         self.state.exit_evt.as_raw_fd()
     }
 
-    /// The recorded reason, if a vCPU ended the run.
+    /// The recorded reason, if a vCPU (or [`VcpuHandle::end`]) ended the run.
     pub fn exit_reason(&self) -> Option<ExitReason> {
         self.state
             .reason
@@ -487,43 +516,24 @@ impl RunningVcpus {
     /// Asks every vCPU thread to leave `KVM_RUN` and return. Does not wait.
     pub fn stop(&self) {
         self.state.stop.store(true, Ordering::SeqCst);
-        self.kick();
+        self.state.kick();
         // Parked threads wait on the condition variable, not in KVM_RUN.
         let _p = self.state.parking();
         self.state.parked_cv.notify_all();
     }
 
-    fn kick(&self) {
-        for t in &self.threads {
-            // SAFETY: the pthread_t belongs to a thread we spawned and have not joined,
-            // so it is still valid even if the thread has exited.
-            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
-        }
-    }
-
-    /// Parks every vCPU outside `KVM_RUN` (see the module doc) and returns once all
-    /// that still run are parked. Pausing a paused machine does nothing.
+    /// See [`VcpuHandle::pause`].
     pub fn pause(&self) {
-        self.state.pause.store(true, Ordering::SeqCst);
-        self.kick();
-        let mut p = self.state.parking();
-        while p.parked < p.live && !self.state.stop.load(Ordering::SeqCst) {
-            p = (self.state.parked_cv)
-                .wait(p)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        self.handle().pause()
     }
 
-    /// Lets parked vCPUs run again.
+    /// See [`VcpuHandle::resume`].
     pub fn resume(&self) {
-        self.state.pause.store(false, Ordering::SeqCst);
-        let _p = self.state.parking();
-        self.state.parked_cv.notify_all();
+        self.handle().resume()
     }
 
-    /// Whether [`Self::pause`] is in force.
     pub fn is_paused(&self) -> bool {
-        self.state.pause.load(Ordering::SeqCst)
+        self.handle().is_paused()
     }
 
     /// How many vCPUs are parked now.
@@ -531,24 +541,15 @@ impl RunningVcpus {
         self.state.parking().parked
     }
 
-    /// The host thread id of each vCPU, in start order (0 until it runs).
+    /// See [`VcpuHandle::thread_ids`].
     pub fn thread_ids(&self) -> Vec<i32> {
-        (self.state.vcpus.iter())
-            .map(|v| v.tid.load(Ordering::SeqCst))
-            .collect()
-    }
-
-    /// Injects an NMI into every vCPU (`KVM_NMI`, from its own thread before its next
-    /// `KVM_RUN`).
-    pub fn inject_nmi(&self) {
-        for v in &self.state.vcpus {
-            v.nmi.store(true, Ordering::SeqCst);
-        }
-        self.kick();
+        self.handle().thread_ids()
     }
 
     /// Waits for every vCPU thread. Call after [`Self::stop`] (or once all have ended).
     pub fn join(&mut self) {
+        // No kick may reach a joined thread's pthread_t from here on.
+        *self.state.pthreads.lock().unwrap_or_else(|p| p.into_inner()) = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -49,7 +49,7 @@ fn machine(dir: &Path, board: &str, disks: &[(&Path, bool)]) -> PathBuf {
 }
 
 fn vmrun(m: &Path, opts: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vmrun"));
+    let mut c = common::vmrun();
     c.args(["probe", &m.display().to_string(), "--timeout", "60s", "--"]);
     c.args(opts.split_whitespace());
     c

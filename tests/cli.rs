@@ -7,10 +7,7 @@ use std::process::Output;
 mod common;
 
 fn vmrun(args: &[&str]) -> Output {
-    common::vmrun()
-        .args(args)
-        .output()
-        .expect("run vmrun")
+    common::vmrun().args(args).output().expect("run vmrun")
 }
 
 fn root() -> PathBuf {

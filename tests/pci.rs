@@ -5,7 +5,6 @@
 //! bridge, the bridges with the bus numbers the spec expects, and the devices the
 //! machine puts on those buses. Needs /dev/kvm; says so and skips when it is missing.
 
-
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
 mod common;

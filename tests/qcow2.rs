@@ -53,10 +53,7 @@ fn machine(dir: &Path, disk: &Path, readonly: bool) -> PathBuf {
 }
 
 fn vmrun(args: &[&str]) -> std::process::Output {
-    common::vmrun()
-        .args(args)
-        .output()
-        .unwrap()
+    common::vmrun().args(args).output().unwrap()
 }
 
 #[test]

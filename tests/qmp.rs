@@ -63,7 +63,10 @@ fn start(name: &str, board: &str, opts: &str, qmp: bool) -> Vm {
     let sock = if qmp {
         dir.join("q.sock")
     } else {
-        common::runtime_dir().join("vmrun").join(name).join("qmp.sock")
+        common::runtime_dir()
+            .join("vmrun")
+            .join(name)
+            .join("qmp.sock")
     };
     let mut cmd = common::vmrun();
     cmd.args(["run", file.to_str().unwrap(), "--timeout", "120s"]);
@@ -282,7 +285,9 @@ impl Raw {
 
 fn error_desc(reply: &str) -> String {
     let v = json::parse(reply.as_bytes()).unwrap();
-    let e = v.get("error").unwrap_or_else(|| panic!("not an error: {reply}"));
+    let e = v
+        .get("error")
+        .unwrap_or_else(|| panic!("not an error: {reply}"));
     e.get("desc").and_then(Json::as_str).unwrap().to_string()
 }
 
@@ -296,15 +301,23 @@ fn raw_json_two_clients_and_bad_input() {
     let mut b = Raw::connect(&vm.sock);
     let caps = r#"{"execute": "qmp_capabilities"}"#;
     assert_eq!(a.cmd(caps), r#"{"return": {}}"#);
-    assert!(b.cmd(r#"{"execute": "query-status"}"#).contains("CommandNotFound"));
+    assert!(b
+        .cmd(r#"{"execute": "query-status"}"#)
+        .contains("CommandNotFound"));
     for (req, want) in [
         ("{\"execute\": }\n", "JSON parse error, expecting value"),
-        (r#"{"execute": "nope", "id": 7}"#, "The command nope has not been found"),
+        (
+            r#"{"execute": "nope", "id": 7}"#,
+            "The command nope has not been found",
+        ),
         (
             r#"{"execute": "screendump", "arguments": {"filename": true}}"#,
             "Invalid parameter type for 'filename', expected: string",
         ),
-        (r#"{"execute": "cont", "arguments": {"x": 1}}"#, "Parameter 'x' is unexpected"),
+        (
+            r#"{"execute": "cont", "arguments": {"x": 1}}"#,
+            "Parameter 'x' is unexpected",
+        ),
     ] {
         assert_eq!(error_desc(&a.cmd(req)), want, "{req}");
     }
@@ -316,7 +329,10 @@ fn raw_json_two_clients_and_bad_input() {
     let t = std::thread::spawn(move || (&w).write_all(&huge).unwrap());
     assert_eq!(error_desc(&a.line()), "JSON token size limit exceeded");
     t.join().unwrap();
-    assert_eq!(a.cmd(r#"{"execute": "query-name"}"#), r#"{"return": {"name": "raw"}}"#);
+    assert_eq!(
+        a.cmd(r#"{"execute": "query-name"}"#),
+        r#"{"return": {"name": "raw"}}"#
+    );
     // A client that asks for much and vanishes without reading.
     {
         let mut gone = Raw::connect(&vm.sock);
@@ -324,14 +340,23 @@ fn raw_json_two_clients_and_bad_input() {
         gone.w.write_all(burst.as_bytes()).unwrap();
     }
     // Events go to negotiated clients only: b sees RESUME, not STOP.
-    assert!(a.cmd(r#"{"execute": "stop"}"#).contains(r#""event": "STOP""#));
+    assert!(a
+        .cmd(r#"{"execute": "stop"}"#)
+        .contains(r#""event": "STOP""#));
     assert_eq!(a.line(), r#"{"return": {}}"#);
     assert_eq!(b.cmd(caps), r#"{"return": {}}"#);
-    assert!(a.cmd(r#"{"execute": "cont"}"#).contains(r#""event": "RESUME""#));
+    assert!(a
+        .cmd(r#"{"execute": "cont"}"#)
+        .contains(r#""event": "RESUME""#));
     assert_eq!(a.line(), r#"{"return": {}}"#);
     assert!(b.line().contains(r#""event": "RESUME""#));
     let shutdown = a.cmd(r#"{"execute": "quit", "id": "q"}"#);
-    assert!(shutdown.ends_with(r#""event": "SHUTDOWN", "data": {"guest": false, "reason": "host-qmp-quit"}}"#), "{shutdown}");
+    assert!(
+        shutdown.ends_with(
+            r#""event": "SHUTDOWN", "data": {"guest": false, "reason": "host-qmp-quit"}}"#
+        ),
+        "{shutdown}"
+    );
     assert_eq!(a.line(), r#"{"return": {}, "id": "q"}"#);
     assert!(b.line().contains("host-qmp-quit"));
     assert_eq!(vm.exit_code(), Some(0));
@@ -346,7 +371,10 @@ fn system_reset_ends_the_run_like_the_reset_register() {
     let mut c = vm.client();
     c.execute("system_reset", None).unwrap();
     let e = event(&mut c, "SHUTDOWN");
-    assert_eq!(data(&e), r#"{"guest": false, "reason": "host-qmp-system-reset"}"#);
+    assert_eq!(
+        data(&e),
+        r#"{"guest": false, "reason": "host-qmp-system-reset"}"#
+    );
     assert_eq!(vm.exit_code(), Some(3));
 }
 
@@ -363,16 +391,27 @@ fn one_machine_per_name_ctl_and_ps() {
         .unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{err}");
-    assert!(err.contains("`named` is already running") && err.contains(&format!("pid {pid}")), "{err}");
+    assert!(
+        err.contains("`named` is already running") && err.contains(&format!("pid {pid}")),
+        "{err}"
+    );
     let ctl = |args: &[&str]| {
         let out = common::vmrun().args(args).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
-    assert_eq!(ctl(&["ctl", "named", "status"]), (Some(0), "running\n".into()));
+    assert_eq!(
+        ctl(&["ctl", "named", "status"]),
+        (Some(0), "running\n".into())
+    );
     let (code, ps) = ctl(&["ps", "--json"]);
     assert_eq!(code, Some(0));
     let list = json::parse(ps.as_bytes()).unwrap();
-    let Json::Array(list) = list else { panic!("{ps}") };
+    let Json::Array(list) = list else {
+        panic!("{ps}")
+    };
     assert_eq!(list.len(), 1, "{ps}");
     assert_eq!(list[0].get("pid"), Some(&Json::from(pid)));
     assert_eq!(list[0].get("status"), Some(&Json::from("running")));
@@ -380,7 +419,10 @@ fn one_machine_per_name_ctl_and_ps() {
     assert_eq!(ctl(&["ctl", "named", "pause"]).0, Some(0));
     assert_eq!(ctl(&["ctl", "named", "status"]).1, "paused\n");
     assert_eq!(ctl(&["ctl", "named", "resume"]).0, Some(0));
-    assert_eq!(ctl(&["ctl", "named", "powerdown", "--wait", "60"]).0, Some(0));
+    assert_eq!(
+        ctl(&["ctl", "named", "powerdown", "--wait", "60"]).0,
+        Some(0)
+    );
     assert_eq!(vm.exit_code(), Some(0));
     assert!(!vm.sock.exists(), "the socket is removed at exit");
     assert_eq!(ctl(&["ps", "--json"]).1, "[]\n");
@@ -419,8 +461,14 @@ fn the_same_session_against_qemu_has_the_same_shapes() {
     let dir = common::temp_dir("qmp", "qemu");
     let (mut qemu, qsock, qlog) = start_qemu(&dir);
     let t0 = Instant::now();
-    while !std::fs::read_to_string(&qlog).unwrap_or_default().contains("PROBE idle ready") {
-        assert!(t0.elapsed() < Duration::from_secs(90), "QEMU's probe did not get idle");
+    while !std::fs::read_to_string(&qlog)
+        .unwrap_or_default()
+        .contains("PROBE idle ready")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "QEMU's probe did not get idle"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let script = root().join("tests/qmp/session.py");

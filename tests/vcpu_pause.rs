@@ -28,7 +28,11 @@ impl BusDevice for Echo {
         data.fill(self.given);
     }
     fn write(&mut self, _region: usize, _offset: u64, data: &[u8]) -> Option<VmEvent> {
-        let n = if data.first() == Some(&self.given) { &self.good } else { &self.bad };
+        let n = if data.first() == Some(&self.given) {
+            &self.good
+        } else {
+            &self.bad
+        };
         n.fetch_add(1, Ordering::SeqCst);
         None
     }
@@ -60,7 +64,10 @@ fn pause_parks_every_vcpu_and_resume_goes_on() {
     let echo = Echo::default();
     let (good, bad) = (echo.good.clone(), echo.bad.clone());
     let mut buses = Buses::default();
-    buses.pio.insert(Arc::new(Mutex::new(echo)), 0x70, 4).unwrap();
+    buses
+        .pio
+        .insert(Arc::new(Mutex::new(echo)), 0x70, 4)
+        .unwrap();
     let running = vcpu::start(vcpus, Arc::new(buses)).unwrap();
     let wait_for = |n: u64| {
         for _ in 0..2000 {
@@ -81,7 +88,11 @@ fn pause_parks_every_vcpu_and_resume_goes_on() {
         let at = good.load(Ordering::SeqCst);
         let cpu0: Vec<u64> = tids.iter().map(|&t| cpu_ticks(t)).collect();
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(good.load(Ordering::SeqCst), at, "the guest ran while paused");
+        assert_eq!(
+            good.load(Ordering::SeqCst),
+            at,
+            "the guest ran while paused"
+        );
         let cpu1: Vec<u64> = tids.iter().map(|&t| cpu_ticks(t)).collect();
         for (a, b) in cpu0.iter().zip(&cpu1) {
             // A parked vCPU sleeps: at most a tick of rounding in 300 ms.
@@ -92,7 +103,11 @@ fn pause_parks_every_vcpu_and_resume_goes_on() {
         wait_for(at + 50);
         assert!(!running.is_paused());
     }
-    assert_eq!(bad.load(Ordering::SeqCst), 0, "a port read was lost across a pause");
+    assert_eq!(
+        bad.load(Ordering::SeqCst),
+        0,
+        "a port read was lost across a pause"
+    );
     // Stop while paused: the parked threads leave too.
     running.pause();
     let reason = vmrun::vmm::event_loop::run(running, Vec::new(), Some(Duration::ZERO), || {});

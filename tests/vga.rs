@@ -44,10 +44,7 @@ fn boot(name: &str, opts: &[&str]) -> Shot {
         "quick=1".into(),
     ];
     args.extend(opts.iter().map(|s| s.to_string()));
-    let out = common::vmrun()
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = common::vmrun().args(&args).output().unwrap();
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     Shot {
         lines: parse_report(&log).unwrap_or_else(|e| panic!("bad report ({e}):\n{log}")),

@@ -235,7 +235,11 @@ fn read_boot(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Opt
     Some(boot)
 }
 
-fn read_control(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Option<Sp<PathBuf>> {
+fn read_control(
+    node: &Node,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Sp<PathBuf>> {
     let mut t = TableReader::new(node, "[control]", schema::CONTROL, sources, diags)?;
     let qmp = t.path("qmp");
     t.finish();

@@ -92,7 +92,10 @@ pub static COMMANDS: &[Command] = &[
         Ok(Json::object([("UUID", Json::from(nil))]))
     }),
     cmd("query-current-machine", &[], |_, _| {
-        Ok(Json::object([("wakeup-suspend-support", Json::Bool(false))]))
+        Ok(Json::object([(
+            "wakeup-suspend-support",
+            Json::Bool(false),
+        )]))
     }),
     cmd("query-memory-size-summary", &[], |c, _| {
         Ok(Json::object([
@@ -200,7 +203,10 @@ pub fn check_args(decl: &[Arg], given: Vec<(String, Json)>) -> Result<Args, QmpE
             }
         }
     }
-    if let Some((k, _)) = given.iter().find(|(k, _)| !decl.iter().any(|a| a.name == k)) {
+    if let Some((k, _)) = given
+        .iter()
+        .find(|(k, _)| !decl.iter().any(|a| a.name == k))
+    {
         return Err(QmpError::generic(format!("Parameter '{k}' is unexpected")));
     }
     Ok(Args(given))

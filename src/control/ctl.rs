@@ -64,7 +64,9 @@ impl Client {
             events: VecDeque::new(),
             greeting: Json::Null,
         };
-        let g = c.read(REPLY_TIMEOUT)?.ok_or(CtlError::Timeout(REPLY_TIMEOUT))?;
+        let g = c
+            .read(REPLY_TIMEOUT)?
+            .ok_or(CtlError::Timeout(REPLY_TIMEOUT))?;
         if g.get("QMP").is_none() {
             return Err(CtlError::Protocol(g.to_qmp()));
         }
@@ -80,13 +82,16 @@ impl Client {
     /// One message, or None when `timeout` passes first.
     fn read(&mut self, timeout: Duration) -> Result<Option<Json>, CtlError> {
         let t = timeout.max(Duration::from_millis(1));
-        self.r.get_ref().set_read_timeout(Some(t)).map_err(CtlError::Io)?;
+        self.r
+            .get_ref()
+            .set_read_timeout(Some(t))
+            .map_err(CtlError::Io)?;
         let mut line = Vec::new();
         match self.r.read_until(b'\n', &mut line) {
             Ok(0) => Err(CtlError::Closed),
-            Ok(_) => json::parse(&line)
-                .map(Some)
-                .map_err(|e| CtlError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&line)))),
+            Ok(_) => json::parse(&line).map(Some).map_err(|e| {
+                CtlError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&line)))
+            }),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
             Err(e) => Err(CtlError::Io(e)),
         }
@@ -186,7 +191,12 @@ fn print(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
 }
 
 /// Runs `cmd` against `target`; returns the process exit code.
-pub fn run(target: &str, cmd: &CtlCommand, as_json: bool, out: &mut dyn Write) -> Result<u8, CtlError> {
+pub fn run(
+    target: &str,
+    cmd: &CtlCommand,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
     let mut c = Client::connect(&find(target)?)?;
     let simple = |c: &mut Client, name: &str, args: Option<Json>, out: &mut dyn Write| {
         let r = c.execute(name, args)?;
@@ -226,17 +236,15 @@ pub fn run(target: &str, cmd: &CtlCommand, as_json: bool, out: &mut dyn Write) -
                 None => Ok(0),
             }
         }
-        CtlCommand::Events => {
-            loop {
-                match c.next_event(Duration::from_secs(3600)) {
-                    Ok(Some(e)) => print(out, &e.to_qmp())?,
-                    Ok(None) => {}
-                    Err(CtlError::Closed) => return Ok(0),
-                    Err(e) => return Err(e),
-                }
-                out.flush().map_err(CtlError::Io)?;
+        CtlCommand::Events => loop {
+            match c.next_event(Duration::from_secs(3600)) {
+                Ok(Some(e)) => print(out, &e.to_qmp())?,
+                Ok(None) => {}
+                Err(CtlError::Closed) => return Ok(0),
+                Err(e) => return Err(e),
             }
-        }
+            out.flush().map_err(CtlError::Io)?;
+        },
         CtlCommand::Qmp(what, args) => {
             let r = if what.trim_start().starts_with('{') {
                 result(c.request(&parse_arg(what)?)?)?
@@ -326,8 +334,19 @@ pub fn ps(as_json: bool, out: &mut dyn Write) -> Result<(), CtlError> {
         });
         return print(out, &Json::Array(list.collect()).to_qmp());
     }
-    let w = rows.iter().map(|(s, ..)| s.name.len()).max().unwrap_or(0).max(4);
-    print(out, &format!("{:w$}  {:>7}  {:8}  {:>7}  SOCKET", "NAME", "PID", "STATE", "UPTIME"))?;
+    let w = rows
+        .iter()
+        .map(|(s, ..)| s.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    print(
+        out,
+        &format!(
+            "{:w$}  {:>7}  {:8}  {:>7}  SOCKET",
+            "NAME", "PID", "STATE", "UPTIME"
+        ),
+    )?;
     for (s, status, up) in &rows {
         let line = format!(
             "{:w$}  {:>7}  {:8}  {:>7}  {}",

@@ -82,7 +82,8 @@ impl ControlTarget for FakeTarget {
     fn quit(&self) {
         self.call("quit");
         *self.state.lock().unwrap() = RunStatus::Shutdown;
-        self.events.emit(Event::Shutdown(ShutdownCause::HostQmpQuit));
+        self.events
+            .emit(Event::Shutdown(ShutdownCause::HostQmpQuit));
     }
 
     fn screendump(&self, req: &Screendump) -> Result<(), ControlError> {
@@ -94,7 +95,11 @@ impl ControlTarget for FakeTarget {
                 return Err(ControlError::DeviceNotFound(d.clone()));
             }
         }
-        let ext = if req.format == ImageFormat::Png { "png" } else { "ppm" };
+        let ext = if req.format == ImageFormat::Png {
+            "png"
+        } else {
+            "ppm"
+        };
         self.call(&format!("screendump {} {ext}", req.filename.display()));
         Ok(())
     }

@@ -22,15 +22,42 @@ const SEEDS: &[&str] = &[
 ];
 
 const PIECES: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b"\"", b"'", b":", b",", b"\\", b"\\u", b"\\ud800", b"\\udc00",
-    b"1e999999", b"-", b"0", b"123456789012345678901234567890", b"null", b"tru", b"\xff",
-    b"\xc3", b"\n", b"\r\n", b" ", b"\"execute\"", b"\"arguments\"", b"\"id\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"'",
+    b":",
+    b",",
+    b"\\",
+    b"\\u",
+    b"\\ud800",
+    b"\\udc00",
+    b"1e999999",
+    b"-",
+    b"0",
+    b"123456789012345678901234567890",
+    b"null",
+    b"tru",
+    b"\xff",
+    b"\xc3",
+    b"\n",
+    b"\r\n",
+    b" ",
+    b"\"execute\"",
+    b"\"arguments\"",
+    b"\"id\"",
 ];
 
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
     let mut v = base.to_vec();
     for _ in 0..1 + rng.below(6) {
-        let at = if v.is_empty() { 0 } else { rng.below(v.len() as u64 + 1) as usize };
+        let at = if v.is_empty() {
+            0
+        } else {
+            rng.below(v.len() as u64 + 1) as usize
+        };
         match rng.below(4) {
             0 if at < v.len() => v[at] = rng.next() as u8,
             1 if at < v.len() => {
@@ -96,7 +123,7 @@ fn run_case(framer: &mut Framer, session: &mut Session, target: &FakeTarget, inp
 fn fuzz_request_path() {
     let events = EventSink::new().unwrap();
     let target = FakeTarget::new(events.clone());
-    let mut rng = Rng(0x5eed_0f_9d);
+    let mut rng = Rng(0x5eed_0f9d);
     let mut session = Session::default();
     let mut framer = Framer::new();
     const CASES: u64 = 100_000;
@@ -109,7 +136,9 @@ fn fuzz_request_path() {
             5..=6 => random_bytes(&mut rng),
             7 if case % 100 == 7 => deep(&mut rng),
             8 if case % 1000 == 8 => huge(&mut rng),
-            _ => SEEDS[rng.below(SEEDS.len() as u64) as usize].as_bytes().to_vec(),
+            _ => SEEDS[rng.below(SEEDS.len() as u64) as usize]
+                .as_bytes()
+                .to_vec(),
         };
         run_case(&mut framer, &mut session, &target, &input);
         // Parse the case on its own too, outside the stream.

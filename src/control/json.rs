@@ -11,8 +11,6 @@
 //! outside printable ASCII as `\uXXXX` (upper-case hex, surrogate pairs above the
 //! BMP) and prints doubles as C's `%.17g` does.
 
-use std::fmt::Write as _;
-
 /// A JSON value; objects keep their members in insertion order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
@@ -127,129 +125,6 @@ impl From<Vec<Json>> for Json {
     }
 }
 
-// ---------------------------------------------------------------- writer
-
-fn write_value(out: &mut String, v: &Json) {
-    match v {
-        Json::Null => out.push_str("null"),
-        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Json::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Json::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
-        Json::Float(f) => out.push_str(&format_g17(*f)),
-        Json::Str(s) => write_string(out, s),
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
-        Json::Object(members) => {
-            out.push('{');
-            for (i, (k, item)) in members.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_string(out, k);
-                out.push_str(": ");
-                write_value(out, item);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_pretty(out: &mut String, v: &Json, indent: usize) {
-    let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', 2 * n));
-    match v {
-        Json::Array(items) if !items.is_empty() => {
-            out.push_str("[\n");
-            for (i, item) in items.iter().enumerate() {
-                pad(out, indent + 1);
-                write_pretty(out, item, indent + 1);
-                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
-            }
-            pad(out, indent);
-            out.push(']');
-        }
-        Json::Object(members) if !members.is_empty() => {
-            out.push_str("{\n");
-            for (i, (k, item)) in members.iter().enumerate() {
-                pad(out, indent + 1);
-                write_string(out, k);
-                out.push_str(": ");
-                write_pretty(out, item, indent + 1);
-                out.push_str(if i + 1 < members.len() { ",\n" } else { "\n" });
-            }
-            pad(out, indent);
-            out.push('}');
-        }
-        other => write_value(out, other),
-    }
-}
-
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{u:04X}");
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
-/// `f` as C's `printf("%.17g")` prints it (what QEMU uses for doubles).
-pub fn format_g17(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    // 17 significant digits: d.dddddddddddddddde±X
-    let sci = format!("{f:.16e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..17).contains(&exp) {
-        let m = trim_fraction(mantissa);
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{m}e{sign}{:02}", exp.unsigned_abs());
-    }
-    let decimals = (16 - exp).max(0) as usize;
-    trim_fraction(&format!("{f:.decimals$}")).to_string()
-}
-
-/// Drops trailing zeros after a decimal point, and the point itself if bare.
-fn trim_fraction(s: &str) -> &str {
-    if !s.contains('.') {
-        return s;
-    }
-    s.trim_end_matches('0').trim_end_matches('.')
-}
-
 // ---------------------------------------------------------------- parser
 
 /// Why a request could not be parsed; the Display is QEMU's wording.
@@ -360,7 +235,10 @@ impl Parser<'_> {
 
     fn keyword(&mut self) -> Result<Json, ParseError> {
         let start = self.i;
-        while matches!(self.peek(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_')) {
+        while matches!(
+            self.peek(),
+            Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_')
+        ) {
             self.i += 1;
         }
         let word = &self.s[start..self.i];
@@ -516,6 +394,23 @@ impl Parser<'_> {
         })
     }
 
+    /// After an element: `,` (more follow: true) or `close` (the end: false).
+    fn more(&mut self, close: u8, bad: ParseError) -> Result<bool, ParseError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            None => Err(ParseError::Eof),
+            Some(_) => Err(bad),
+        }
+    }
+
     fn array(&mut self, depth: usize) -> Result<Json, ParseError> {
         if depth > MAX_DEPTH {
             return Err(ParseError::TooDeep);
@@ -529,15 +424,8 @@ impl Parser<'_> {
         }
         loop {
             items.push(self.value(depth)?);
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(Json::Array(items));
-                }
-                None => return Err(ParseError::Eof),
-                Some(_) => return Err(ParseError::ListSeparator),
+            if !self.more(b']', ParseError::ListSeparator)? {
+                return Ok(Json::Array(items));
             }
         }
     }
@@ -581,19 +469,16 @@ impl Parser<'_> {
                 return Err(ParseError::DuplicateKey);
             }
             members.push((key, v));
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(Json::Object(members));
-                }
-                None => return Err(ParseError::Eof),
-                Some(_) => return Err(ParseError::DictSeparator),
+            if !self.more(b'}', ParseError::DictSeparator)? {
+                return Ok(Json::Object(members));
             }
         }
     }
 }
+
+mod write;
+pub use write::format_g17;
+use write::{write_pretty, write_value};
 
 #[cfg(test)]
 mod tests;

@@ -182,9 +182,7 @@ pub fn check_request(v: Json) -> Result<Request, Refused> {
                 ))
             }
             ("id", _) => {}
-            (other, _) => {
-                return Err(refuse(format!("QMP input member '{other}' is unexpected")))
-            }
+            (other, _) => return Err(refuse(format!("QMP input member '{other}' is unexpected"))),
         }
     }
     let Some(execute) = execute else {
@@ -233,7 +231,10 @@ mod tests {
         assert_eq!(r.arguments, vec![("a".to_string(), Json::Int(1))]);
         assert_eq!(r.id, Some(Json::Array(vec![Json::Int(1)])));
         assert_eq!(desc("[1, 2]"), "QMP input must be a JSON object");
-        assert_eq!(desc(r#"{"foo": 1}"#), "QMP input member 'foo' is unexpected");
+        assert_eq!(
+            desc(r#"{"foo": 1}"#),
+            "QMP input member 'foo' is unexpected"
+        );
         assert_eq!(desc(r#"{}"#), "QMP input lacks member 'execute'");
         assert_eq!(
             desc(r#"{"execute": 1}"#),

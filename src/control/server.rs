@@ -269,7 +269,7 @@ impl Server {
                 c.flush();
             }
             self.clients
-                .retain(|c| !c.dead && !(c.eof && !c.pending_output()));
+                .retain(|c| !c.dead && (!c.eof || c.pending_output()));
             if fds[0].revents != 0 {
                 self.accept();
             }
@@ -282,8 +282,7 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if self.clients.len() >= MAX_CLIENTS || stream.set_nonblocking(true).is_err()
-                    {
+                    if self.clients.len() >= MAX_CLIENTS || stream.set_nonblocking(true).is_err() {
                         continue;
                     }
                     let mut c = Client::new(stream);

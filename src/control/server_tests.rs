@@ -59,7 +59,10 @@ impl Client {
 
     fn negotiated(s: &Setup) -> Client {
         let (mut c, _) = Client::connect(s);
-        assert_eq!(c.cmd(r#"{"execute": "qmp_capabilities"}"#), "{\"return\": {}}");
+        assert_eq!(
+            c.cmd(r#"{"execute": "qmp_capabilities"}"#),
+            "{\"return\": {}}"
+        );
         c
     }
 
@@ -106,7 +109,11 @@ fn greeting_and_negotiation() {
     assert_eq!(qmp.get("capabilities"), Some(&Json::Array(vec![])));
     let v = qmp.get("version").unwrap();
     assert_eq!(v.get("qemu").unwrap().get("major"), Some(&Json::Int(7)));
-    assert!(v.get("package").and_then(Json::as_str).unwrap().starts_with("vmrun "));
+    assert!(v
+        .get("package")
+        .and_then(Json::as_str)
+        .unwrap()
+        .starts_with("vmrun "));
     assert_eq!(
         c.cmd(r#"{"execute": "query-status", "id": 5}"#),
         r#"{"id": 5, "error": {"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}}"#
@@ -141,7 +148,13 @@ fn every_command_answers() {
             .collect(),
         other => panic!("{other:?}"),
     };
-    for want in ["query-version", "query-cpus-fast", "screendump", "query-chardev", "quit"] {
+    for want in [
+        "query-version",
+        "query-cpus-fast",
+        "screendump",
+        "query-chardev",
+        "quit",
+    ] {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
     let cpus = c.cmd(r#"{"execute": "query-cpus-fast"}"#);
@@ -150,7 +163,10 @@ fn every_command_answers() {
         c.cmd(r#"{"execute": "query-chardev"}"#),
         r#"{"return": [{"frontend-open": true, "filename": "pty:/dev/pts/9", "label": "com1"}]}"#
     );
-    assert_eq!(c.cmd(r#"{"execute": "query-name"}"#), r#"{"return": {"name": "fake"}}"#);
+    assert_eq!(
+        c.cmd(r#"{"execute": "query-name"}"#),
+        r#"{"return": {"name": "fake"}}"#
+    );
     assert_eq!(
         c.cmd(r#"{"execute": "query-memory-size-summary"}"#),
         r#"{"return": {"base-memory": 67108864, "plugged-memory": 0}}"#
@@ -173,7 +189,10 @@ fn argument_errors_as_qemu_words_them() {
     let s = setup("args", |_| {});
     let mut c = Client::negotiated(&s);
     for (req, want) in [
-        (r#"{"execute": "screendump"}"#, "Parameter 'filename' is missing"),
+        (
+            r#"{"execute": "screendump"}"#,
+            "Parameter 'filename' is missing",
+        ),
         (
             r#"{"execute": "screendump", "arguments": {"filename": 1}}"#,
             "Invalid parameter type for 'filename', expected: string",
@@ -190,8 +209,14 @@ fn argument_errors_as_qemu_words_them() {
             r#"{"execute": "stop", "arguments": {"x": 1}}"#,
             "Parameter 'x' is unexpected",
         ),
-        (r#"{"execute": "nope"}"#, "The command nope has not been found"),
-        (r#"{"execute": "stop", "bogus": 1}"#, "QMP input member 'bogus' is unexpected"),
+        (
+            r#"{"execute": "nope"}"#,
+            "The command nope has not been found",
+        ),
+        (
+            r#"{"execute": "stop", "bogus": 1}"#,
+            "QMP input member 'bogus' is unexpected",
+        ),
         (r#"[1, 2]"#, "QMP input must be a JSON object"),
         (r#"{"execute": x}"#, "JSON parse error, invalid keyword 'x'"),
         (r#"{"a": 1, "a": 2}"#, "JSON parse error, duplicate key"),
@@ -207,7 +232,12 @@ fn argument_errors_as_qemu_words_them() {
         c.cmd(r#"{"execute": "screendump", "arguments": {"filename": "/x.png", "format": "png"}}"#),
         r#"{"return": {}}"#
     );
-    assert!(s.target.calls.lock().unwrap().contains(&"screendump /x.png png".to_string()));
+    assert!(s
+        .target
+        .calls
+        .lock()
+        .unwrap()
+        .contains(&"screendump /x.png png".to_string()));
 }
 
 #[test]
@@ -221,7 +251,9 @@ fn missing_devices_are_clear_errors() {
         c.desc(r#"{"execute": "screendump", "arguments": {"filename": "/x"}}"#),
         "There is no console to take a screendump from"
     );
-    assert!(c.desc(r#"{"execute": "system_powerdown"}"#).contains("no ACPI power button"));
+    assert!(c
+        .desc(r#"{"execute": "system_powerdown"}"#)
+        .contains("no ACPI power button"));
 }
 
 #[test]
@@ -239,7 +271,10 @@ fn events_come_before_the_reply_to_every_negotiated_client() {
         r#"{"return": {"status": "paused", "singlestep": false, "running": false}}"#
     );
     // b negotiates now, and sees the events from here on.
-    assert_eq!(b.cmd(r#"{"execute": "qmp_capabilities"}"#), r#"{"return": {}}"#);
+    assert_eq!(
+        b.cmd(r#"{"execute": "qmp_capabilities"}"#),
+        r#"{"return": {}}"#
+    );
     a.send(r#"{"execute": "cont"}"#);
     assert_eq!(event_name(&a.recv()), "RESUME");
     assert_eq!(a.recv_raw(), r#"{"return": {}}"#);
@@ -270,11 +305,19 @@ fn events_come_before_the_reply_to_every_negotiated_client() {
 fn stream_framing_several_per_line_and_split() {
     let s = setup("framing", |_| {});
     let mut c = Client::negotiated(&s);
-    c.send("{\"execute\": \"query-name\", \"id\": 1}{\"execute\": \"query-kvm\", \"id\": 2}\n{\"exe");
+    c.send(
+        "{\"execute\": \"query-name\", \"id\": 1}{\"execute\": \"query-kvm\", \"id\": 2}\n{\"exe",
+    );
     assert_eq!(c.recv_raw(), r#"{"return": {"name": "fake"}, "id": 1}"#);
-    assert_eq!(c.recv_raw(), r#"{"return": {"enabled": true, "present": true}, "id": 2}"#);
+    assert_eq!(
+        c.recv_raw(),
+        r#"{"return": {"enabled": true, "present": true}, "id": 2}"#
+    );
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(c.cmd("cute\": \"query-target\"}\r\n"), r#"{"return": {"arch": "x86_64"}}"#);
+    assert_eq!(
+        c.cmd("cute\": \"query-target\"}\r\n"),
+        r#"{"return": {"arch": "x86_64"}}"#
+    );
 }
 
 #[test]
@@ -284,7 +327,8 @@ fn a_huge_message_gets_an_error_and_the_connection_goes_on() {
     let writer = c.w.try_clone().unwrap();
     let t = std::thread::spawn(move || {
         let mut w = writer;
-        w.write_all(b"{\"execute\": \"query-name\", \"arguments\": {\"x\": \"").unwrap();
+        w.write_all(b"{\"execute\": \"query-name\", \"arguments\": {\"x\": \"")
+            .unwrap();
         let chunk = vec![b'a'; 1 << 20];
         for _ in 0..4 {
             w.write_all(&chunk).unwrap();
@@ -296,10 +340,16 @@ fn a_huge_message_gets_an_error_and_the_connection_goes_on() {
         r#"{"error": {"class": "GenericError", "desc": "JSON token size limit exceeded"}}"#
     );
     t.join().unwrap();
-    assert_eq!(c.cmd(r#"{"execute": "query-name"}"#), r#"{"return": {"name": "fake"}}"#);
+    assert_eq!(
+        c.cmd(r#"{"execute": "query-name"}"#),
+        r#"{"return": {"name": "fake"}}"#
+    );
     let deep = "[".repeat(2000) + &"]".repeat(2000);
     assert_eq!(c.desc(&deep), "JSON nesting depth limit exceeded");
-    assert_eq!(c.cmd(r#"{"execute": "query-name"}"#), r#"{"return": {"name": "fake"}}"#);
+    assert_eq!(
+        c.cmd(r#"{"execute": "query-name"}"#),
+        r#"{"return": {"name": "fake"}}"#
+    );
 }
 
 #[test]
@@ -320,7 +370,10 @@ fn a_client_that_vanishes_mid_reply_is_dropped() {
         let _ = w.write_all(burst.as_bytes());
     }
     let mut d = Client::negotiated(&s);
-    assert_eq!(d.cmd(r#"{"execute": "query-name"}"#), r#"{"return": {"name": "fake"}}"#);
+    assert_eq!(
+        d.cmd(r#"{"execute": "query-name"}"#),
+        r#"{"return": {"name": "fake"}}"#
+    );
 }
 
 #[test]
@@ -331,7 +384,11 @@ fn shutdown_sends_what_is_queued() {
     drop(s.server.take());
     assert_eq!(event_name(&c.recv()), "SHUTDOWN");
     let mut rest = String::new();
-    assert_eq!(c.r.read_line(&mut rest).unwrap(), 0, "closed after the flush");
+    assert_eq!(
+        c.r.read_line(&mut rest).unwrap(),
+        0,
+        "closed after the flush"
+    );
 }
 
 #[test]
@@ -342,7 +399,10 @@ fn the_ctl_client() {
     let run = |cmd: CtlCommand, json: bool| {
         let mut out = Vec::new();
         let code = ctl::run(&target, &cmd, json, &mut out);
-        (code.map_err(|e| e.to_string()), String::from_utf8(out).unwrap())
+        (
+            code.map_err(|e| e.to_string()),
+            String::from_utf8(out).unwrap(),
+        )
     };
     assert_eq!(run(CtlCommand::Status, false), (Ok(0), "running\n".into()));
     assert_eq!(run(CtlCommand::Pause, false), (Ok(0), String::new()));
@@ -355,7 +415,10 @@ fn the_ctl_client() {
     );
     assert_eq!(run(CtlCommand::Resume, false).0, Ok(0));
     let (code, out) = run(CtlCommand::Qmp("query-name".into(), None), false);
-    assert_eq!((code, out.as_str()), (Ok(0), "{\n  \"name\": \"fake\"\n}\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (Ok(0), "{\n  \"name\": \"fake\"\n}\n")
+    );
     let raw = r#"{"execute": "query-kvm"}"#.to_string();
     assert_eq!(
         run(CtlCommand::Qmp(raw, None), true).1,

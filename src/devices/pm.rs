@@ -429,7 +429,10 @@ mod tests {
         assert!(!sci.0.load(Ordering::Relaxed));
         assert_eq!(r16(&mut p, 0x600) & PM1_STS_PWRBTN, PM1_STS_PWRBTN);
         w16(&mut p, 0x602, PM1_STS_PWRBTN);
-        assert!(sci.0.load(Ordering::Relaxed), "enabling a pending event raises the SCI");
+        assert!(
+            sci.0.load(Ordering::Relaxed),
+            "enabling a pending event raises the SCI"
+        );
     }
 
     #[test]

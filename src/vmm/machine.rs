@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use super::control::{ControlParts, MachineControl};
 use super::event_loop;
 use super::exit::{Buses, ExitReason};
 use super::kvm::Kvm;
 use super::vcpu::{self, Vcpu, VcpuSetupError};
 use super::vm::Vm;
-use super::control::{ControlParts, MachineControl};
 use super::wire::{ChardevInfo, Devices};
 use crate::devices::vga::pci::StdVga;
 use crate::devices::vga::render::Frame;
@@ -144,13 +144,10 @@ impl Machine {
             Some(f) => f,
             None => &mut no_usr1,
         };
-        let reason = event_loop::run_with_usr1(
-            running,
-            sources,
-            opts.timeout,
-            on_usr1,
-            move || drop(terminal),
-        );
+        let reason =
+            event_loop::run_with_usr1(running, sources, opts.timeout, on_usr1, move || {
+                drop(terminal)
+            });
         if let Some(c) = &opts.control {
             c.finished(&reason);
         }

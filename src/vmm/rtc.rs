@@ -117,7 +117,12 @@ impl RtcControl {
     pub fn pause(&self) {
         self.0.paused.store(true, Ordering::SeqCst);
         let _c = self.0.cmos();
-        let _ = self.0.timer.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let _ = self
+            .0
+            .timer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Latches what the paused interval brought (each flag once) and re-arms.
@@ -141,7 +146,11 @@ pub fn rtc(cmos: Cmos) -> std::io::Result<(RtcPorts, InputSource)> {
         paused: Arc::new(AtomicBool::new(false)),
     };
     arm(&shared.timer, &mut shared.cmos(), &shared.paused);
-    let fd = shared.timer.lock().unwrap_or_else(|p| p.into_inner()).as_raw_fd();
+    let fd = shared
+        .timer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_raw_fd();
     // Non-blocking: a re-arm (guest access) or a pause between the poll and the read
     // resets the expiry count, and a blocking read would then wait for the next one.
     // SAFETY: fcntl on the timerfd we own; only O_NONBLOCK is added to its flags.

@@ -12,7 +12,10 @@ fn err(input: &[u8]) -> String {
 fn prints_what_qemu_prints() {
     // Each pair was checked against QEMU 7.2's echo of an `id`.
     for (input, qemu) in [
-        (r#"{"b":1,"a":[1,2,{}],"c":[]}"#, r#"{"b": 1, "a": [1, 2, {}], "c": []}"#),
+        (
+            r#"{"b":1,"a":[1,2,{}],"c":[]}"#,
+            r#"{"b": 1, "a": [1, 2, {}], "c": []}"#,
+        ),
         ("1.5e300", "1.5000000000000001e+300"),
         ("123456789012345678901234567890", "1.2345678901234568e+29"),
         ("18446744073709551615", "18446744073709551615"),
@@ -37,17 +40,35 @@ fn prints_what_qemu_prints() {
 #[test]
 fn errors_as_qemu_words_them() {
     for (input, qemu) in [
-        (&br#"{"execute" "x"}"#[..], "JSON parse error, missing : in object pair"),
+        (
+            &br#"{"execute" "x"}"#[..],
+            "JSON parse error, missing : in object pair",
+        ),
         (br#"{"execute": "x",}"#, "JSON parse error, expecting value"),
-        (br#"{1: 2}"#, "JSON parse error, key is not a string in object"),
+        (
+            br#"{1: 2}"#,
+            "JSON parse error, key is not a string in object",
+        ),
         (br#"{"a": tru}"#, "JSON parse error, invalid keyword 'tru'"),
         (br#"{"a": 1, "a": 2}"#, "JSON parse error, duplicate key"),
-        (br#"{"a": 1 "b": 2}"#, "JSON parse error, expected separator in dict"),
+        (
+            br#"{"a": 1 "b": 2}"#,
+            "JSON parse error, expected separator in dict",
+        ),
         (br#"[1 2]"#, "JSON parse error, expected separator in list"),
         (br#"[1,]"#, "JSON parse error, expecting value"),
-        (br#"{"a": "\x"}"#, "JSON parse error, invalid escape sequence in string"),
-        (br#""\ud800""#, "JSON parse error, \\ud800 is not a valid Unicode character"),
-        (br#""\udc00x""#, "JSON parse error, \\udc00 is not a valid Unicode character"),
+        (
+            br#"{"a": "\x"}"#,
+            "JSON parse error, invalid escape sequence in string",
+        ),
+        (
+            br#""\ud800""#,
+            "JSON parse error, \\ud800 is not a valid Unicode character",
+        ),
+        (
+            br#""\udc00x""#,
+            "JSON parse error, \\udc00 is not a valid Unicode character",
+        ),
         (br#"{"a": @}"#, "JSON parse error, stray '@'"),
         (br#"{"a": 01}"#, "JSON parse error, stray '01'"),
         (b"\"a\x01b\"", "JSON parse error, stray '\"a\x01b\"'"),

@@ -379,7 +379,12 @@ fn run_once(vcpu: &mut Vcpu, run_ptr: *mut kvm_run, buses: &Buses) -> Step {
 
 /// Completes what KVM holds for userspace (see the module doc), then sleeps until
 /// resumed or stopped. Some(reason) if an exit on the way ended the run.
-fn park(vcpu: &mut Vcpu, run_ptr: *mut kvm_run, buses: &Buses, state: &RunState) -> Option<ExitReason> {
+fn park(
+    vcpu: &mut Vcpu,
+    run_ptr: *mut kvm_run,
+    buses: &Buses,
+    state: &RunState,
+) -> Option<ExitReason> {
     loop {
         set_immediate_exit(run_ptr, 1);
         match run_once(vcpu, run_ptr, buses) {
@@ -477,7 +482,11 @@ pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSe
             .spawn(move || vcpu_loop(vcpu, slot, &buses, &state));
         match spawned {
             Ok(t) => {
-                let mut pt = running.state.pthreads.lock().unwrap_or_else(|p| p.into_inner());
+                let mut pt = running
+                    .state
+                    .pthreads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 pt.get_or_insert_with(Vec::new).push(t.as_pthread_t());
                 drop(pt);
                 running.threads.push(t);
@@ -549,7 +558,11 @@ impl RunningVcpus {
     /// Waits for every vCPU thread. Call after [`Self::stop`] (or once all have ended).
     pub fn join(&mut self) {
         // No kick may reach a joined thread's pthread_t from here on.
-        *self.state.pthreads.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .state
+            .pthreads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

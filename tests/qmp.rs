@@ -495,3 +495,18 @@ fn the_same_session_against_qemu_has_the_same_shapes() {
     assert!(out.status.success(), "replies differ from QEMU's:\n{text}");
     assert!(text.contains(" 0 differ"), "{text}");
 }
+
+#[test]
+fn a_signal_ends_the_run_with_a_shutdown_event() {
+    if !common::kvm_usable() {
+        return;
+    }
+    let mut vm = start("signal", "pc", "", true);
+    let mut c = vm.client();
+    let pid = vm.child.as_ref().unwrap().id() as libc::pid_t;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let e = event(&mut c, "SHUTDOWN");
+    assert_eq!(data(&e), r#"{"guest": false, "reason": "host-signal"}"#);
+    assert_eq!(vm.exit_code(), Some(128 + libc::SIGTERM));
+}

@@ -81,7 +81,10 @@ impl ControlServer {
             .name("qmp".into())
             // The request parser recurses once per nesting level (at most 1024).
             .stack_size(8 << 20)
-            .spawn(move || server.run())
+            .spawn(move || {
+                block_signals();
+                server.run()
+            })
             .map_err(ServerError::Spawn)?;
         Ok(ControlServer {
             thread: Some(thread),
@@ -211,6 +214,18 @@ struct Server {
     events: EventSink,
     stop: Arc<Stop>,
     clients: Vec<Client>,
+}
+
+/// Blocks every signal in this thread: SIGINT/SIGTERM/SIGHUP/SIGUSR1 must reach the
+/// machine's signalfd (a thread that leaves one unblocked would take it and die of
+/// it), and the vCPU kick is not for us.
+fn block_signals() {
+    // SAFETY: fills a local sigset and sets this thread's own mask from it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {

@@ -5,7 +5,10 @@
  *   PROBE acpi rsdp=0xf0000 rev=2 oem="VMRUN " found=start_info|scan
  *   PROBE acpi table sig="APIC" addr=0x... len=N checksum=ok|bad|none
  *   PROBE acpi madt cpus=N apic_ids=0,1 ioapic=0xfec00000 overrides=2
+ *   PROBE acpi fadt sci=9 gsi=9 trigger=level polarity=high pm1a_evt=0x600 ...
  *   PROBE acpi none                        (no RSDP)
+ * What the power-button code needs (SCI, PM1 blocks, the SCI's IOAPIC pin) is kept in
+ * `acpi_info`.
  * Tables are read through the identity map; anything at or above 4 GiB, or with a
  * length that makes no sense, is reported as bad rather than followed.
  */
@@ -26,6 +29,8 @@ struct sdt_header {
 	u32 creator;
 	u32 creator_rev;
 } __attribute__((packed));
+
+struct acpi_info acpi_info;
 
 static u8 sum(const u8 *p, u32 n)
 {
@@ -120,8 +125,15 @@ static u32 madt_walk(const u8 *t, u32 len, int print, u64 *ioapic, u32 *override
 			id = rd32(t + o + 4);
 		else if (type == 1 && l >= 12 && !*ioapic)
 			*ioapic = rd32(t + o + 4);
-		else if (type == 2)
+		else if (type == 2 && l >= 10) {
 			(*overrides)++;
+			/* bus 0 (ISA), source IRQ, GSI, MPS INTI flags */
+			if (t[o + 3] == acpi_info.sci && acpi_info.have_fadt) {
+				acpi_info.sci_gsi = rd32(t + o + 4);
+				acpi_info.sci_flags = (u16)(t[o + 8] | t[o + 9] << 8);
+				acpi_info.sci_override = 1;
+			}
+		}
 		if (id != ~0u) {
 			if (print) {
 				if (cpus)
@@ -152,6 +164,42 @@ static void report_madt(const u8 *t, u32 len)
 	}
 	kv_hex("ioapic", ioapic);
 	kv_dec("overrides", overrides);
+	out_end();
+}
+
+/* Keeps what the FADT says about the SCI and the PM1 blocks. */
+static void read_fadt(const u8 *t, u32 len)
+{
+	if (len < 116)
+		return;
+	acpi_info.have_fadt = 1;
+	acpi_info.sci = (u16)(t[46] | t[47] << 8);
+	acpi_info.sci_gsi = acpi_info.sci; /* identity unless the MADT overrides it */
+	acpi_info.smi_cmd = rd32(t + 48);
+	acpi_info.acpi_enable = t[52];
+	acpi_info.pm1a_evt = rd32(t + 56);
+	acpi_info.pm1a_cnt = rd32(t + 64);
+	acpi_info.pm1_evt_len = t[88];
+	acpi_info.flags = rd32(t + 112);
+}
+
+/* MPS INTI flags → trigger and polarity; "conforms" for the SCI means level, low. */
+int acpi_sci_level(void) { return (acpi_info.sci_flags & 0xc) != 0x4; }
+int acpi_sci_low(void) { return (acpi_info.sci_flags & 0x3) != 0x1; }
+
+static void report_fadt(void)
+{
+	line_start("acpi fadt");
+	kv_dec("sci", acpi_info.sci);
+	kv_dec("gsi", acpi_info.sci_gsi);
+	kv_str("trigger", acpi_sci_level() ? "level" : "edge");
+	kv_str("polarity", acpi_sci_low() ? "low" : "high");
+	kv_hex("pm1a_evt", acpi_info.pm1a_evt);
+	kv_hex("pm1a_cnt", acpi_info.pm1a_cnt);
+	kv_hex("smi_cmd", acpi_info.smi_cmd);
+	kv_hex("flags", acpi_info.flags);
+	/* FADT flags bit 4 (PWR_BUTTON): set = control-method button (or none). */
+	kv_str("pwrbtn", (acpi_info.flags & (1u << 4)) ? "control" : "fixed");
 	out_end();
 }
 
@@ -216,6 +264,8 @@ void acpi_report(const struct hvm_start_info *si)
 			madt = t;
 			madt_len = h->len;
 		}
+		if (!memcmp(h->sig, "FACP", 4) && !sum(t, h->len))
+			read_fadt(t, h->len);
 		if (!memcmp(h->sig, "FACP", 4) && h->len >= 44) {
 			u64 dsdt = h->len >= 148 ? rd64(t + 140) : 0;
 			if (!dsdt)
@@ -230,4 +280,6 @@ void acpi_report(const struct hvm_start_info *si)
 	}
 	if (madt)
 		report_madt(madt, madt_len);
+	if (acpi_info.have_fadt)
+		report_fadt();
 }

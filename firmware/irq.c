@@ -167,6 +167,9 @@ void isr_dispatch(struct frame *f)
 	} else if (v == VEC_VIRTIO) {
 		virtio_isr();
 		lapic_eoi();
+	} else if (v == VEC_SCI || v == VEC_TICK) {
+		idle_isr(v);
+		lapic_eoi();
 	} else if (v >= VEC_PIC_BASE && v < VEC_PIC_BASE + 16) {
 		u32 irq = (u32)v - VEC_PIC_BASE;
 		u16 port = irq < 8 ? PIC1 : PIC2;
@@ -195,7 +198,6 @@ void isr_dispatch(struct frame *f)
 }
 
 /* ---------------- PIC, IOAPIC, PIT ---------------- */
-static void pic_remap_and_mask(void);
 static void ioapic_route_vec(u32 pin, int enable, u32 dest, u32 vec);
 
 /*
@@ -239,7 +241,7 @@ void rtc_irq_test(void)
 	out_end();
 }
 
-static void pic_remap_and_mask(void)
+void pic_remap_and_mask(void)
 {
 	outb(PIC1, 0x11); /* ICW1: edge, cascade, ICW4 */
 	outb(PIC2, 0x11);

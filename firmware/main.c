@@ -21,6 +21,7 @@ struct options opt = {
 	.net = 1,
 	.net_wait_ms = 10000,
 	.pci = 1,
+	.tick_ms = 100,
 };
 const struct hvm_start_info *start_info;
 static const char *cmdline = "";
@@ -117,6 +118,8 @@ static const struct num_option num_options[] = {
 	{ "netecho", &opt.net_echo, 0, 0, 1000000 },
 	{ "netbench", &opt.net_bench, 0, 0, 10000000 },
 	{ "netwait", &opt.net_wait_ms, 0, 1, 600000 },
+	{ "idle", &opt.idle, 0, 0, 1 },
+	{ "tickms", &opt.tick_ms, 0, 1, 10000 },
 };
 
 static void apply_option(const char *w, usize n)
@@ -416,5 +419,7 @@ void probe_main(u32 si_paddr)
 		__asm__ volatile("ud2"); /* test the fault path */
 	line_start("done");
 	out_end();
+	if (opt.idle)
+		idle_loop();
 	probe_exit();
 }

@@ -26,6 +26,8 @@ typedef unsigned long usize;
 #define VEC_TIMER 0x30      /* IOAPIC-routed PIT interrupt */
 #define VEC_RTC 0x31        /* IOAPIC-routed RTC interrupt (IRQ 8) */
 #define VEC_VIRTIO 0x40     /* virtio completion (MSI-X or IOAPIC-routed INTx) */
+#define VEC_SCI 0x41        /* ACPI SCI through its IOAPIC pin (idle=1) */
+#define VEC_TICK 0x42       /* LAPIC timer (idle=1 ticks) */
 #define VEC_SPURIOUS 0xff   /* LAPIC spurious vector */
 
 /* ---- struct hvm_start_info (Xen PVH boot ABI, version 1) ---- */
@@ -59,6 +61,14 @@ struct hvm_modlist_entry {
 /* ---- port and CPU helpers ---- */
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
 static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
+static inline u16 inw(u16 port)
+{
+	u16 v;
+	__asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+static inline void hlt(void) { __asm__ volatile("hlt" ::: "memory"); }
+static inline void sti_hlt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
 static inline u8 inb(u16 port)
 {
 	u8 v;
@@ -137,6 +147,7 @@ void lapic_eoi(void);
 void idt_init(void);
 void idt_load(void);
 void timer_test(void);
+void pic_remap_and_mask(void); /* 8259s to vectors 0x20-0x2f, all masked */
 
 /* ---- paging.c ---- */
 extern u64 page_table_cr3;
@@ -156,7 +167,26 @@ void rtc_report(void);
 void rtc_irq_test(void);
 
 /* ---- acpi.c ---- */
+struct acpi_info {
+	u32 have_fadt;
+	u16 sci;          /* FADT SCI_INT (an ISA IRQ) */
+	u32 sci_gsi;      /* its GSI (IOAPIC pin), from the MADT override if any */
+	u16 sci_flags;    /* MPS INTI flags of that override (0: conforms) */
+	u32 sci_override;
+	u32 smi_cmd;
+	u8 acpi_enable;
+	u32 pm1a_evt, pm1a_cnt;
+	u8 pm1_evt_len;
+	u32 flags;        /* FADT flags */
+};
+extern struct acpi_info acpi_info;
 void acpi_report(const struct hvm_start_info *si);
+int acpi_sci_level(void);
+int acpi_sci_low(void);
+
+/* ---- idle.c: idle=1, ticks and the power button ---- */
+void idle_loop(void);
+void idle_isr(u64 vector);
 
 /* ---- virtio_net.c ---- */
 void net_report(void);
@@ -262,6 +292,8 @@ struct options {
 	u32 blk_sectors;   /* blksectors=N: sectors written and read back (default 8) */
 	u32 blk_bench;     /* blkbench=MiB: throughput */
 	u32 virt_irq;      /* virtirq=poll|msix|intx: how the blk driver waits (VIRQ_*) */
+	u32 idle;          /* idle=1: stay up after the report until the power button */
+	u32 tick_ms;       /* tickms=N: idle tick period (default 100) */
 };
 enum { EXIT_DEFAULT, EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
 extern struct options opt;

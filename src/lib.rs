@@ -11,6 +11,7 @@ pub mod backends;
 pub mod board;
 pub mod boot;
 pub mod config;
+pub mod control;
 pub mod devices;
 pub mod lab;
 pub mod spec;

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 use vmrun::config;
+use vmrun::control::runtime::Registration;
+use vmrun::control::{ControlServer, EventSink};
 use vmrun::spec::{self, MachineSpec};
 
 /// vmrun: run KVM virtual machines declared in TOML.
@@ -42,6 +44,10 @@ struct RunArgs {
     /// FILE-N.png (or <machine name>-N.png) while it runs.
     #[arg(long, value_name = "FILE")]
     screenshot_on_exit: Option<PathBuf>,
+    /// Serve QMP on this unix socket (default: `[control] qmp`, else
+    /// $XDG_RUNTIME_DIR/vmrun/<name>/qmp.sock).
+    #[arg(long, value_name = "PATH")]
+    qmp: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +78,23 @@ enum Command {
     /// Labs: many machines and the cables and LANs between them, in one file.
     #[command(subcommand)]
     Lab(cli::lab::LabCommand),
+    /// Control a running machine through its QMP socket (exit 0 done, 1 error, 124
+    /// `powerdown --wait` timed out).
+    Ctl {
+        /// A machine name (see `vmrun ps`) or the path of a QMP socket.
+        target: String,
+        /// Print JSON (QMP return values, events) instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: cli::ctl::CtlCmd,
+    },
+    /// List this user's running machines: name, pid, state, uptime, socket.
+    Ps {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A machine file that failed `check`; its diagnostics were already printed.
@@ -144,8 +167,19 @@ fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
     if let Some(options) = probe {
         spec.boot = spec.boot.with_probe(&options);
     }
+    // The control socket first: a second machine with this name stops here.
+    let qmp = match &args.qmp {
+        Some(p) => Some(std::path::absolute(p).context("the --qmp path")?),
+        None => spec.control.qmp.clone(),
+    };
+    let (registration, listener) = Registration::register(&spec.name, qmp.as_deref())
+        .with_context(|| format!("{}: cannot set up the control socket", file.display()))?;
     let mut machine = vmrun::vmm::build(&spec, &vmrun::vmm::BuildOptions::default())
         .with_context(|| format!("{}: cannot build the machine", file.display()))?;
+    let events = EventSink::new().context("creating the QMP event queue")?;
+    let control = machine.control(events.clone());
+    let server = ControlServer::start(listener, control.clone(), events)
+        .with_context(|| format!("{}: cannot serve QMP", registration.socket().display()))?;
     let screen = machine.screen();
     // SIGUSR1 writes the next numbered screenshot beside the on-exit one (or named
     // after the machine).
@@ -163,10 +197,13 @@ fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
     let opts = vmrun::vmm::RunOptions {
         timeout: args.timeout,
         on_usr1: Some(on_usr1),
+        control: Some(control),
     };
-    let reason = machine
-        .run(opts)
-        .with_context(|| format!("{}: cannot run the machine", file.display()))?;
+    let reason = machine.run(opts);
+    // Clients get what is queued (the SHUTDOWN event, the reply to `quit`).
+    server.shutdown();
+    drop(registration);
+    let reason = reason.with_context(|| format!("{}: cannot run the machine", file.display()))?;
     if let Some(p) = &args.screenshot_on_exit {
         screenshot(screen.as_ref(), p);
     }
@@ -216,6 +253,12 @@ fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Lab(cmd)) => cli::lab::run(cmd),
+        Some(Command::Ctl {
+            target,
+            json,
+            command,
+        }) => cli::ctl::run(&target, command, json),
+        Some(Command::Ps { json }) => cli::ctl::ps(json),
         Some(Command::Schema) => {
             let schema = serde_json::to_string_pretty(&config::schema::json_schema())?;
             print(&format!("{schema}\n"))?;

@@ -52,6 +52,21 @@ fn check(name: &str, machine: &str, want_sigs: &[&str], apic_ids: &str) {
     assert_eq!(madt.get_u64("cpus"), Some(n), "{ctx}");
     assert_eq!(madt.get_u64("ioapic"), Some(0xfec0_0000), "{ctx}");
     assert_eq!(madt.get_u64("overrides"), Some(2), "{ctx}");
+    // The fixed-feature power button and the SCI as `system_powerdown` raises it.
+    let fadt = lines
+        .iter()
+        .find(|l| l.tag == "acpi fadt")
+        .unwrap_or_else(|| panic!("no fadt line; {ctx}"));
+    for (k, v) in [
+        ("sci", "9"),
+        ("gsi", "9"),
+        ("trigger", "level"),
+        ("polarity", "high"),
+        ("pwrbtn", "fixed"),
+    ] {
+        assert_eq!(fadt.get(k), Some(v), "{k}: {ctx}");
+    }
+    assert_eq!(fadt.get_u64("pm1a_evt"), Some(0x600), "{ctx}");
 }
 
 const COMMON: &[&str] = &["XSDT", "FACP", "DSDT", "FACS", "APIC"];

@@ -3,7 +3,6 @@
 //! file. Needs /dev/kvm; says so and skips when it is missing.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 mod common;
 use common::{kvm_usable, temp_dir, Booted};
@@ -237,7 +236,7 @@ fn timeout_stops_a_guest_that_never_ends() {
     let dir = temp_dir("boot", "halt");
     let file = dir.join("m.toml");
     std::fs::write(&file, "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n[[device]]\nid = \"com1\"\nbackend = \"null\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .args([
             "probe",
             file.to_str().unwrap(),
@@ -270,7 +269,7 @@ fn every_example_machine_boots_the_probe() {
         let log = dir.join("com1.log");
         let file = root.join(format!(".test-{}-{name}", std::process::id()));
         std::fs::write(&file, format!("extends = \"{name}\"\n[[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{}\"\n", log.display())).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        let out = common::vmrun()
             .args([
                 "probe",
                 file.to_str().unwrap(),
@@ -306,7 +305,7 @@ fn serial_input_reaches_the_guest() {
     // COM1 on stdio (the board default): the probe's output is vmrun's stdout and
     // vmrun's stdin is the guest's input.
     std::fs::write(&file, "[machine]\nboard = \"pc\"\nmemory = \"64MiB\"\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let mut child = common::vmrun()
         .args([
             "probe",
             file.to_str().unwrap(),
@@ -386,7 +385,7 @@ fn serial_socket_backend_carries_output_and_input_and_keeps_a_log() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let mut child = common::vmrun()
         .args([
             "probe",
             file.to_str().unwrap(),

@@ -2,13 +2,12 @@
 //! codes, and `show` output compared with golden files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 fn vmrun(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(args)
-        .output()
-        .expect("run vmrun")
+    common::vmrun().args(args).output().expect("run vmrun")
 }
 
 fn root() -> PathBuf {

@@ -8,8 +8,6 @@
 mod common;
 mod gen;
 
-use std::process::Command;
-
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -24,7 +22,7 @@ fn problem(g: &gen::Generated) -> Option<String> {
     if let Err(e) = gen::check(&g.path) {
         return Some(format!("check rejects it:\n{e}"));
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .args(["probe", g.path.to_str().unwrap(), "--timeout", "60s"])
         .args(["--", "quick=1"])
         .output()

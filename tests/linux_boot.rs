@@ -125,7 +125,7 @@ fn boot(d: &Path, kernel: &Path) -> (Option<i32>, String) {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .arg(&m)
         .args(["--timeout", "30s"])
         .output()

@@ -5,8 +5,6 @@
 //! bridge, the bridges with the bus numbers the spec expects, and the devices the
 //! machine puts on those buses. Needs /dev/kvm; says so and skips when it is missing.
 
-use std::process::Command;
-
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
 mod common;
@@ -31,7 +29,7 @@ fn probe(name: &str, machine: &str, extra: &[&str]) -> (Option<i32>, Vec<ProbeLi
         log.display()
     );
     std::fs::write(&file, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .args(["probe", file.to_str().unwrap(), "--timeout", "60s", "--"])
         .args(["quick=1", "fwcfg=0", "net=0", "blk=0", "vga=0"])
         .args(extra)

@@ -53,10 +53,7 @@ fn machine(dir: &Path, disk: &Path, readonly: bool) -> PathBuf {
 }
 
 fn vmrun(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::vmrun().args(args).output().unwrap()
 }
 
 #[test]
@@ -103,7 +100,7 @@ fn microvm_probe_reads_a_qcow2_disk() {
     };
     let before = std::fs::read(&img).unwrap();
     let m = machine(&dir, &img, true);
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .args(["probe", m.to_str().unwrap(), "--timeout", "60s", "--"])
         .args("quick=1 smp=0 fwcfg=0 net=0 blkwrite=0 blksectors=128".split_whitespace())
         .output()

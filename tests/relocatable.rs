@@ -3,7 +3,6 @@
 //! (and checked from yet another working directory) are the same, timing fields aside.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
@@ -43,7 +42,7 @@ fn boot(machine: &Path, cwd: &Path, dir: &Path, name: &str) -> Vec<String> {
         log.display().to_string()
     );
     std::fs::write(&wrapper, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .current_dir(cwd)
         .args(["probe", wrapper.to_str().unwrap(), "--timeout", "60s", "--"])
         .args(["blkwrite=0"])
@@ -76,7 +75,7 @@ fn show_output_boots_the_same_machine_from_anywhere() {
     for m in machines {
         let name = m.file_stem().unwrap().to_string_lossy().to_string();
         // `show` run from the repository's parent, saved in another directory.
-        let shown = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+        let shown = common::vmrun()
             .current_dir(root().parent().unwrap())
             .args(["show", m.to_str().unwrap()])
             .output()

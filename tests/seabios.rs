@@ -10,7 +10,7 @@
 //! only these two. Skips (with a message) without /dev/kvm, SeaBIOS or the option ROM.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use vmrun::boot::probe::parse_report;
@@ -55,7 +55,7 @@ fn pc_seabios_boots_the_probe() {
          [boot]\nfirmware = \"/usr/share/seabios/bios.bin\"\n",
     );
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .args(["probe", file.to_str().unwrap(), "--timeout", "120s"])
         .output()
         .unwrap();
@@ -121,7 +121,7 @@ fn q35_seabios_reaches_its_boot_stage() {
     // its log says it got there.
     let shot = file.with_extension("png");
     let _ = std::fs::remove_file(&shot);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let mut child = common::vmrun()
         .args([
             "run",
             file.to_str().unwrap(),

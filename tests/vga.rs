@@ -4,7 +4,6 @@
 //! Needs /dev/kvm; says so and skips when it is missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
@@ -45,10 +44,7 @@ fn boot(name: &str, opts: &[&str]) -> Shot {
         "quick=1".into(),
     ];
     args.extend(opts.iter().map(|s| s.to_string()));
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = common::vmrun().args(&args).output().unwrap();
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     Shot {
         lines: parse_report(&log).unwrap_or_else(|e| panic!("bad report ({e}):\n{log}")),

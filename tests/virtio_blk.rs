@@ -49,7 +49,7 @@ fn machine(dir: &Path, board: &str, disks: &[(&Path, bool)]) -> PathBuf {
 }
 
 fn vmrun(m: &Path, opts: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vmrun"));
+    let mut c = common::vmrun();
     c.args(["probe", &m.display().to_string(), "--timeout", "60s", "--"]);
     c.args(opts.split_whitespace());
     c
@@ -173,10 +173,14 @@ fn lock_and_kill_after_flush() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // A second VM with the same image (other serial log) must refuse to start.
+    // A second VM with the same image (other serial log) must refuse to start. It has
+    // the first one's name, so it registers in another runtime directory.
     let dir2 = tmpdir("lock2");
     let m2 = machine(&dir2, "microvm", &[(&img, false)]);
-    let out = vmrun(&m2, QUICK).output().unwrap();
+    let out = vmrun(&m2, QUICK)
+        .env("XDG_RUNTIME_DIR", &dir2)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "second VM ran: {err}");
     assert!(
@@ -185,7 +189,12 @@ fn lock_and_kill_after_flush() {
     );
     // Read-only users are refused too while a writer holds the image.
     let m3 = machine(&dir2, "microvm", &[(&img, true)]);
-    assert_ne!(vmrun(&m3, QUICK).output().unwrap().status.code(), Some(0));
+    let ro = vmrun(&m3, QUICK)
+        .env("XDG_RUNTIME_DIR", &dir2)
+        .output()
+        .unwrap();
+    assert_ne!(ro.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ro.stderr).contains("in use"));
 
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();

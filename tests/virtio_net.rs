@@ -65,6 +65,7 @@ fn spawn(prefix: &[&str], file: &Path, opts: &[&str]) -> Child {
     args.extend(QUICK.iter().chain(opts).map(|s| s.to_string()));
     Command::new(&args[0])
         .args(&args[1..])
+        .env("XDG_RUNTIME_DIR", common::runtime_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -354,7 +355,7 @@ fn missing_tap_device_is_a_clear_error() {
         "52:54:00:00:dd:04",
         "backend = \"tap\"\ntap = \"vmrunnotap0\"",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
+    let out = common::vmrun()
         .args(["probe", file.to_str().unwrap(), "--timeout", "10s"])
         .output()
         .unwrap();

@@ -165,3 +165,26 @@ fn direct_write_places_rsdp_and_tables() {
     let err = write_direct(&mem, &a, DIRECT_BASE, DIRECT_BASE + 0x100).unwrap_err();
     assert!(matches!(err, AcpiError::TooLarge { .. }));
 }
+
+#[test]
+fn the_power_button_is_the_fixed_feature_one() {
+    // FADT PWR_BUTTON (bit 4) clear: the PM1 block's PWRBTN_STS/EN button, the one
+    // `system_powerdown` presses; SLP_BUTTON (bit 5) set: no sleep button. The DSDT
+    // must not also declare a control-method power button (PNP0C0C), and the MADT
+    // makes the SCI level-triggered, active high, as QEMU's boards do.
+    for board in ["pc", "q35", "microvm"] {
+        let a = build(&spec(board, ""));
+        let f = a.table(b"FACP").unwrap();
+        assert_eq!(u32_at(f, 112) & (1 << 4), 0, "{board}: PWR_BUTTON");
+        assert_ne!(u32_at(f, 112) & (1 << 5), 0, "{board}: SLP_BUTTON");
+        assert_eq!(f[88], 4, "{board}: PM1_EVT_LEN (STS + EN)");
+        let d = a.table(b"DSDT").unwrap();
+        let eisa_pnp0c0c = [0x41, 0xd0, 0x0c, 0x0c];
+        assert!(!d.windows(4).any(|w| w == eisa_pnp0c0c), "{board}: PNP0C0C");
+        let m = a.table(b"APIC").unwrap();
+        let sci_iso = m
+            .windows(10)
+            .any(|w| w[0] == 2 && w[1] == 10 && w[3] == 9 && w[8] == 0x0d);
+        assert!(sci_iso, "{board}: SCI override, level, active high");
+    }
+}

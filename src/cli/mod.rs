@@ -1,3 +1,4 @@
 //! Subcommands of the `vmrun` binary that have grown beyond a few lines.
 
+pub mod ctl;
 pub mod lab;

@@ -10,7 +10,9 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::schema::{Field, KindDef, Ty, ARTIFACT, BOOT, BUS, DEVICE_COMMON, KINDS, MACHINE, TOP};
+use super::schema::{
+    Field, KindDef, Ty, ARTIFACT, BOOT, BUS, CONTROL, DEVICE_COMMON, KINDS, MACHINE, TOP,
+};
 
 /// A size as `units::parse_size` reads it: digits, a binary unit, spaces around.
 const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*(B|KiB|MiB|GiB|TiB)\s*$";
@@ -152,6 +154,7 @@ pub fn json_schema() -> Json {
     let mut top = object(TOP);
     top["properties"]["machine"] = object(MACHINE);
     top["properties"]["boot"] = object(BOOT);
+    top["properties"]["control"] = object(CONTROL);
     top["properties"]["bus"] = json!({"type": "array", "items": object(BUS)});
     top["properties"]["device"] = json!({"type": "array", "items": device_schema()});
     for (key, fl) in TOP.iter().map(|fl| (fl.key, fl)) {

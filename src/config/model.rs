@@ -28,6 +28,8 @@ pub struct Machine {
     pub cores: Option<Sp<i64>>,
     pub threads: Option<Sp<i64>>,
     pub boot: Boot,
+    /// `[control] qmp`, absolute.
+    pub qmp: Option<Sp<PathBuf>>,
     pub buses: Vec<BusCfg>,
     pub devices: Vec<DeviceCfg>,
     /// Ids of buses that could not be read (already reported): devices naming them
@@ -137,6 +139,7 @@ pub fn read(
     let _ = top.path("extends");
     let machine_node = top.node("machine");
     let boot_node = top.node("boot");
+    let control_node = top.node("control");
     let bus_nodes = top.tables("bus");
     let device_nodes = top.tables("device");
     top.finish();
@@ -187,6 +190,7 @@ pub fn read(
         Some(node) => read_boot(node, sources, diags).unwrap_or_default(),
         None => Boot::default(),
     };
+    let qmp = control_node.and_then(|n| read_control(n, sources, diags));
     let mut buses = Vec::new();
     let mut broken_buses = Vec::new();
     for n in bus_nodes {
@@ -216,6 +220,7 @@ pub fn read(
         cores,
         threads,
         boot,
+        qmp,
         buses,
         devices,
         broken_buses,
@@ -233,6 +238,17 @@ fn read_boot(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Opt
     };
     t.finish();
     Some(boot)
+}
+
+fn read_control(
+    node: &Node,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Sp<PathBuf>> {
+    let mut t = TableReader::new(node, "[control]", schema::CONTROL, sources, diags)?;
+    let qmp = t.path("qmp");
+    t.finish();
+    qmp
 }
 
 /// `id` of a bus or device table: required, non-empty, and made of characters that

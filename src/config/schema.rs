@@ -112,6 +112,12 @@ pub const TOP: &[Field] = &[
     ),
     f("boot", Ty::Table(BOOT), "", "What the machine boots."),
     f(
+        "control",
+        Ty::Table(CONTROL),
+        "",
+        "The machine's QMP control socket.",
+    ),
+    f(
         "bus",
         Ty::Tables(BUS),
         "",
@@ -187,6 +193,13 @@ pub const BOOT: &[Field] = &[
         "A BIOS image (SeaBIOS bios.bin), mapped below 4 GiB.",
     ),
 ];
+
+pub const CONTROL: &[Field] = &[f(
+    "qmp",
+    Ty::Path,
+    "$XDG_RUNTIME_DIR/vmrun/<name>/qmp.sock",
+    "Where the QMP socket goes (`vmrun run --qmp PATH` wins over it).",
+)];
 
 pub const ARTIFACT: &[Field] = &[
     req("path", Ty::Path, "The file, relative to the machine file."),
@@ -429,6 +442,7 @@ pub fn sections() -> Vec<(String, &'static [Field])> {
         ("top level".into(), TOP),
         ("[machine]".into(), MACHINE),
         ("[boot]".into(), BOOT),
+        ("[control]".into(), CONTROL),
         ("artifact table".into(), ARTIFACT),
         ("[[bus]]".into(), BUS),
         ("[[device]] (every kind)".into(), DEVICE_COMMON),

@@ -94,6 +94,61 @@ impl MonotonicClock for HostMonotonic {
     }
 }
 
+/// A monotonic clock that stands still while the machine is paused, as QEMU's
+/// virtual clock does (its PM timer does not count a pause). Clones share the clock.
+#[derive(Debug, Clone)]
+pub struct VmClock(Arc<std::sync::Mutex<VmClockState>>);
+
+#[derive(Debug)]
+struct VmClockState {
+    origin: Instant,
+    /// Time spent paused before the current run.
+    paused_total: Duration,
+    paused_at: Option<Instant>,
+}
+
+impl VmClock {
+    pub fn new() -> Self {
+        VmClock(Arc::new(std::sync::Mutex::new(VmClockState {
+            origin: Instant::now(),
+            paused_total: Duration::ZERO,
+            paused_at: None,
+        })))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, VmClockState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the clock (a second pause changes nothing).
+    pub fn pause(&self) {
+        let mut s = self.state();
+        s.paused_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Lets it run on from where it stopped.
+    pub fn resume(&self) {
+        let mut s = self.state();
+        if let Some(at) = s.paused_at.take() {
+            s.paused_total += at.elapsed();
+        }
+    }
+}
+
+impl Default for VmClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MonotonicClock for VmClock {
+    fn now(&self) -> Duration {
+        let s = self.state();
+        let end = s.paused_at.unwrap_or_else(Instant::now);
+        end.duration_since(s.origin).saturating_sub(s.paused_total)
+    }
+}
+
 /// Where the board puts the blocks and what its S5 sleep type is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PmConfig {
@@ -338,6 +393,46 @@ mod tests {
 
     fn w16(p: &mut Pm, port: u64, v: u16) -> Option<VmEvent> {
         p.write(0, port - 0x600, &v.to_le_bytes())
+    }
+
+    #[test]
+    fn vm_clock_stands_still_while_paused() {
+        let c = VmClock::new();
+        c.pause();
+        let a = c.now();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(c.now(), a);
+        c.pause();
+        c.resume();
+        let b = c.now();
+        assert!(b >= a && b < a + Duration::from_millis(20), "{a:?} {b:?}");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(c.clone().now() > b);
+    }
+
+    #[test]
+    fn power_button_needs_sci_en_and_pwrbtn_en_and_is_a_level() {
+        let (mut p, _, sci) = pm(ICH9);
+        // The enable first (as Linux's button driver does), then the press.
+        w16(&mut p, 0x602, PM1_STS_PWRBTN);
+        p.press_power_button();
+        assert!(sci.0.load(Ordering::Relaxed));
+        // A level: it stays up until the status bit is cleared by writing 1.
+        let mut b = [0u8; 2];
+        p.read(0, 0, &mut b);
+        assert!(sci.0.load(Ordering::Relaxed));
+        w16(&mut p, 0x600, PM1_STS_PWRBTN);
+        assert!(!sci.0.load(Ordering::Relaxed));
+        // Pressing again while disabled latches the status only.
+        w16(&mut p, 0x602, 0);
+        p.press_power_button();
+        assert!(!sci.0.load(Ordering::Relaxed));
+        assert_eq!(r16(&mut p, 0x600) & PM1_STS_PWRBTN, PM1_STS_PWRBTN);
+        w16(&mut p, 0x602, PM1_STS_PWRBTN);
+        assert!(
+            sci.0.load(Ordering::Relaxed),
+            "enabling a pending event raises the SCI"
+        );
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub fn check(m: &Machine) -> Result<MachineSpec, Vec<Diagnostic>> {
         chipset: chipset::chipset(board),
         cpus,
         boot,
-        control: ControlSpec::default(),
+        control: ControlSpec {
+            qmp: m.qmp.as_ref().map(|p| p.value.clone()),
+        },
         buses: topology::finish(ctx.buses),
         devices,
     })

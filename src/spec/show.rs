@@ -68,6 +68,9 @@ pub fn to_toml(spec: &MachineSpec) -> String {
             let _ = writeln!(o, "firmware = {}", artifact(f));
         }
     }
+    if let Some(p) = &spec.control.qmp {
+        let _ = writeln!(o, "\n[control]\nqmp = {}", q(&p.display().to_string()));
+    }
     let mut buses: Vec<_> = spec.buses.iter().filter(|b| b.parent.is_some()).collect();
     buses.sort_by(|a, b| a.id.cmp(&b.id));
     for bus in buses {

@@ -284,3 +284,17 @@ fn typed_kinds() {
     let (msg, _) = error("[[device]]\nid = \"n\"\nkind = \"nic\"\nmodel = \"e1000\"\n");
     assert!(msg.contains("not emulated yet"), "{msg}");
 }
+
+#[test]
+fn control_qmp_is_a_path_relative_to_the_file() {
+    let s = spec("[control]\nqmp = \"run/m.sock\"\n");
+    assert_eq!(s.control.qmp.as_deref(), Some(Path::new("/run/m.sock")));
+    assert_eq!(spec("").control.qmp, None);
+    let shown = show::to_toml(&s);
+    assert!(
+        shown.contains("[control]\nqmp = \"/run/m.sock\""),
+        "{shown}"
+    );
+    let (msg, _) = error("[control]\nqmpp = \"x\"\n");
+    assert!(msg.contains("did you mean `qmp`"), "{msg}");
+}

@@ -7,9 +7,10 @@
 //! | code    | meaning                                                            |
 //! |---------|--------------------------------------------------------------------|
 //! | 0       | the guest powered off (ACPI S5, `KVM_SYSTEM_EVENT_SHUTDOWN`, ...)  |
+//! | 0       | QMP `quit`                                                         |
 //! | 1       | vmrun's own error (bad host setup, build failure; set by main)     |
 //! | 2       | usage error (bad command line or machine file; set by the CLI)     |
-//! | 3       | the guest asked for a reset (i8042 0xFE, 0xCF9, system event)      |
+//! | 3       | the guest asked for a reset (i8042 0xFE, 0xCF9, system event), or QMP `system_reset` |
 //! | 4       | triple fault (`KVM_EXIT_SHUTDOWN`)                                 |
 //! | 5       | the guest reported a panic (`KVM_SYSTEM_EVENT_CRASH`)              |
 //! | 6       | KVM internal error / failed VM entry / unexpected exit             |
@@ -40,6 +41,10 @@ pub enum ExitReason {
     Signal(i32),
     /// The user asked to quit from the console (the chardev's Ctrl-A x).
     Quit,
+    /// QMP `quit`.
+    QmpQuit,
+    /// QMP `system_reset` (which ends the run, as the guest's reset does).
+    QmpReset,
 }
 
 impl ExitReason {
@@ -54,6 +59,8 @@ impl ExitReason {
             ExitReason::Timeout => 124,
             ExitReason::Signal(n) => 128 + n,
             ExitReason::Quit => 128 + libc::SIGINT,
+            ExitReason::QmpQuit => 0,
+            ExitReason::QmpReset => 3,
         }
     }
 }
@@ -69,6 +76,8 @@ impl std::fmt::Display for ExitReason {
             ExitReason::Timeout => write!(f, "timeout expired"),
             ExitReason::Signal(n) => write!(f, "stopped by signal {n}"),
             ExitReason::Quit => write!(f, "quit from the console"),
+            ExitReason::QmpQuit => write!(f, "quit through QMP"),
+            ExitReason::QmpReset => write!(f, "reset through QMP (system_reset)"),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use super::control::{ControlParts, MachineControl};
 use super::event_loop;
 use super::exit::{Buses, ExitReason};
 use super::kvm::Kvm;
@@ -33,6 +34,9 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Called for every SIGUSR1 while the machine runs (e.g. a screenshot).
     pub on_usr1: Option<Box<dyn FnMut() + Send>>,
+    /// The control side (from [`Machine::control`]): told when the vCPUs start and
+    /// how the run ended.
+    pub control: Option<Arc<MachineControl>>,
 }
 
 pub struct Machine {
@@ -92,6 +96,21 @@ impl Machine {
         &self.devices.chardevs
     }
 
+    /// The machine's control target (for a QMP server), emitting its events to
+    /// `events`; pass it in [`RunOptions::control`] too.
+    pub fn control(&self, events: crate::control::EventSink) -> Arc<MachineControl> {
+        let parts = ControlParts {
+            spec: self.spec.clone(),
+            vm: self._vm.fd().clone(),
+            screen: self.screen(),
+            chardevs: self.devices.chardevs.clone(),
+            pm: self.devices.pm.clone(),
+            rtc: self.devices.rtc.clone(),
+            clock: self.devices.clock.clone(),
+        };
+        MachineControl::new(parts, events)
+    }
+
     /// Writes to the POST port 0x80 so far.
     pub fn post_writes(&self) -> u64 {
         self.devices.post.writes()
@@ -115,6 +134,9 @@ impl Machine {
     fn run_blocked(&mut self, mut opts: RunOptions) -> Result<ExitReason, RunError> {
         let vcpus = std::mem::take(&mut self.vcpus);
         let running = vcpu::start(vcpus, self.buses.clone())?;
+        if let Some(c) = &opts.control {
+            c.started(running.handle());
+        }
         let sources = std::mem::take(&mut self.devices.sources);
         let terminal = std::mem::take(&mut self.devices.terminal);
         let mut no_usr1 = || {};
@@ -122,12 +144,13 @@ impl Machine {
             Some(f) => f,
             None => &mut no_usr1,
         };
-        Ok(event_loop::run_with_usr1(
-            running,
-            sources,
-            opts.timeout,
-            on_usr1,
-            move || drop(terminal),
-        ))
+        let reason =
+            event_loop::run_with_usr1(running, sources, opts.timeout, on_usr1, move || {
+                drop(terminal)
+            });
+        if let Some(c) = &opts.control {
+            c.finished(&reason);
+        }
+        Ok(reason)
     }
 }

@@ -9,6 +9,7 @@ pub mod vcpu;
 pub mod vm;
 pub use exit::ExitReason;
 pub mod builder;
+pub mod control;
 pub mod machine;
 pub mod rtc;
 pub mod wire;

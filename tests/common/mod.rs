@@ -55,6 +55,26 @@ pub fn have_file(path: &str, package: &str) -> bool {
     )
 }
 
+/// The `XDG_RUNTIME_DIR` of the vmrun processes this test thread starts: one per
+/// test, so machines of parallel tests never share a runtime directory (every run
+/// registers its name there, and a second machine with a name in use is refused).
+pub fn runtime_dir() -> PathBuf {
+    let t = std::thread::current();
+    let name: String = (t.name().unwrap_or("main").chars())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let d = std::env::temp_dir().join(format!("vmrun-rt-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `vmrun` with this test's own runtime directory (see [`runtime_dir`]).
+pub fn vmrun() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vmrun"));
+    c.env("XDG_RUNTIME_DIR", runtime_dir());
+    c
+}
+
 /// A fresh directory for test `name` of suite `suite`, unique to this process.
 pub fn temp_dir(suite: &str, name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vmrun-{suite}-{}-{name}", std::process::id()));
@@ -98,7 +118,7 @@ pub fn boot(suite: &str, name: &str, machine: &str, opts: &[&str]) -> Booted {
         log.display()
     );
     std::fs::write(&file, text).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmrun"));
+    let mut cmd = vmrun();
     cmd.args(["probe", file.to_str().unwrap(), "--timeout", "60s"]);
     if !opts.is_empty() {
         cmd.arg("--").args(opts);

@@ -1,4 +1,5 @@
-//! Screenshots: a rendered [`Frame`] as a PNG file, and the names SIGUSR1 shots get.
+//! Screenshots: a rendered [`Frame`] as a PNG (or binary PPM) file, and the names
+//! SIGUSR1 shots get.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,14 @@ pub fn write_png<W: std::io::Write>(frame: &Frame, w: W) -> Result<(), png::Enco
     let mut writer = enc.write_header()?;
     writer.write_image_data(&frame.rgb)?;
     writer.finish()
+}
+
+/// Writes `frame` as a binary PPM (P6, maxval 255), the format QEMU's `screendump`
+/// writes by default.
+pub fn write_ppm<W: std::io::Write>(frame: &Frame, mut w: W) -> std::io::Result<()> {
+    write!(w, "P6\n{} {}\n255\n", frame.width, frame.height)?;
+    w.write_all(&frame.rgb)?;
+    w.flush()
 }
 
 /// Writes `frame` to `path` (through a temporary file renamed into place, so a reader

@@ -10,11 +10,12 @@ use crate::devices::cmos::{BootDevice, Cmos, CmosLayout, HostWallClock, WallCloc
 use crate::devices::debugcon::DebugCon;
 use crate::devices::fw_cfg::{self, FwCfg};
 use crate::devices::i8042::I8042;
-use crate::devices::pm::{HostMonotonic, Pm, PmConfig};
+use crate::devices::pm::{Pm, PmConfig, VmClock};
 use crate::devices::post::{Post, PostStats};
 use crate::spec::{CharBackend, DeviceSpec, FwCfgData, MachineSpec, PmLayout, RtcClock};
 use crate::vmm::bus::Bus;
 use crate::vmm::event_loop::InputSource;
+use crate::vmm::rtc::RtcControl;
 use crate::vmm::vm::Vm;
 
 /// The POST diagnostic port (0x80), which the chipset decodes on every board.
@@ -40,6 +41,7 @@ pub(super) fn pm(
     pio: &mut Bus,
     d: &DeviceSpec,
     layout: PmLayout,
+    clock: VmClock,
 ) -> Result<Arc<Mutex<Pm>>, WireError> {
     let cfg = PmConfig {
         gpe0_offset: layout.gpe0_offset.into(),
@@ -47,7 +49,7 @@ pub(super) fn pm(
         s5_typ: layout.s5_typ,
         sci_enabled: true,
     };
-    let pm = shared(Pm::new(cfg, Box::new(HostMonotonic::new()), irq(vm, d, 0)));
+    let pm = shared(Pm::new(cfg, Box::new(clock), irq(vm, d, 0)));
     insert_io(pio, pm.clone(), &d.io, &d.id)?;
     Ok(pm)
 }
@@ -71,14 +73,14 @@ pub(super) fn debugcon(
     insert_io(pio, shared(DebugCon::new(w)), &d.io, &d.id)
 }
 
-/// The CMOS RTC and the event loop's timer behind its interrupts.
+/// The CMOS RTC, the event loop's timer behind its interrupts and its pause control.
 pub(super) fn rtc(
     spec: &MachineSpec,
     vm: &Vm,
     pio: &mut Bus,
     d: &DeviceSpec,
     clock: RtcClock,
-) -> Result<InputSource, WireError> {
+) -> Result<(InputSource, RtcControl), WireError> {
     let layout = CmosLayout {
         ram_below_4g: spec.memory.below_4g,
         ram_above_4g: spec.memory.above_4g,
@@ -91,8 +93,9 @@ pub(super) fn rtc(
     };
     let cmos = Cmos::new(&layout, clock, irq(vm, d, 0));
     let (ports, timer) = crate::vmm::rtc::rtc(cmos).map_err(WireError::EventFd)?;
+    let control = ports.control();
     insert_io(pio, shared(ports), &d.io, &d.id)?;
-    Ok(timer)
+    Ok((timer, control))
 }
 
 pub(super) fn fw_cfg(

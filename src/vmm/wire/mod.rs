@@ -18,7 +18,7 @@ use super::vm::Vm;
 use crate::backends::chardev::{ChardevError, TermGuard};
 use crate::devices::fw_cfg::{FwCfg, FwCfgError};
 use crate::devices::pci::{PciError, PciRoot};
-use crate::devices::pm::Pm;
+use crate::devices::pm::{Pm, VmClock};
 use crate::devices::post::PostStats;
 use crate::devices::vga::pci::StdVga;
 use crate::devices::{BusDevice, IrqLine};
@@ -95,6 +95,10 @@ pub struct Devices {
     pub pci: Option<Arc<PciRoot>>,
     pub vga: Option<Arc<Mutex<StdVga>>>,
     pub pm: Option<Arc<Mutex<Pm>>>,
+    /// The RTC's timer, paused with the machine.
+    pub rtc: Option<crate::vmm::rtc::RtcControl>,
+    /// The clock that stops while the machine is paused (the ACPI PM timer's).
+    pub clock: VmClock,
     /// Every serial port's backend, for `query-chardev`.
     pub chardevs: Vec<ChardevInfo>,
 }
@@ -165,6 +169,8 @@ pub fn wire(
         pci: pci::root(spec, vm, pio, mmio)?,
         vga: None,
         pm: None,
+        rtc: None,
+        clock: VmClock::new(),
         chardevs: Vec::new(),
     };
     for d in &spec.devices {
@@ -173,11 +179,14 @@ pub fn wire(
                 serial::serial(vm, pio, d, backend, log.as_deref(), &mut out)?
             }
             DeviceKind::I8042 => legacy::i8042(vm, pio, d)?,
-            DeviceKind::Pm(layout) => out.pm = Some(legacy::pm(vm, pio, d, *layout)?),
+            DeviceKind::Pm(layout) => {
+                out.pm = Some(legacy::pm(vm, pio, d, *layout, out.clock.clone())?)
+            }
             DeviceKind::Debugcon { backend } => legacy::debugcon(pio, d, backend)?,
             DeviceKind::Rtc { clock } => {
-                let timer = legacy::rtc(spec, vm, pio, d, *clock)?;
+                let (timer, control) = legacy::rtc(spec, vm, pio, d, *clock)?;
                 out.sources.push(timer);
+                out.rtc = Some(control);
             }
             // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
             DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic { .. } => {}

@@ -16,13 +16,24 @@
 //! Stopping: [`RunningVcpus::stop`] sets a flag and sends [`kick_signal`] (SIGRTMIN) to
 //! every vCPU thread. The handler sets `immediate_exit` in that thread's `kvm_run`, so a
 //! signal that lands just before `KVM_RUN` makes it return at once instead of being
-//! lost; one that lands in the guest makes `KVM_RUN` return `EINTR`.
+//! lost; one that lands in the guest makes `KVM_RUN` return `EINTR`. The loop clears
+//! `immediate_exit` before it looks at the flags, so a kick is never lost and never
+//! sticks.
+//!
+//! Pausing: [`RunningVcpus::pause`] sets the pause flag and kicks the same way. A vCPU
+//! that sees it first finishes the exit it was handling, then enters `KVM_RUN` once
+//! more with `immediate_exit` set: KVM completes a pending port or MMIO read into the
+//! guest's registers and returns `EINTR` without running guest code (an exit that
+//! still comes out is handled like any other). So nothing is lost and the parked
+//! state is consistent. The thread then sleeps on a condition variable (no CPU used)
+//! until [`RunningVcpus::resume`] or a stop; `pause` returns once every vCPU that is
+//! still running is parked.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::thread::JoinHandleExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread::JoinHandle;
 
 use kvm_bindings::{
@@ -232,22 +243,61 @@ fn install_kick_handler() -> Result<(), VcpuSetupError> {
     result
 }
 
+/// vCPU threads still in their loop, and how many of them are parked.
+#[derive(Default)]
+struct Parking {
+    live: usize,
+    parked: usize,
+}
+
+/// What one vCPU thread shares with the others.
+struct PerVcpu {
+    /// The thread's TID once it runs (0 before).
+    tid: AtomicI32,
+    /// An NMI to inject before the next `KVM_RUN`.
+    nmi: AtomicBool,
+}
+
 /// What the vCPU threads share with the main thread.
 struct RunState {
     stop: AtomicBool,
+    pause: AtomicBool,
+    parking: Mutex<Parking>,
+    /// Signalled when a vCPU parks or leaves, and on resume or stop.
+    parked_cv: Condvar,
     reason: Mutex<Option<ExitReason>>,
     exit_evt: EventFd,
+    vcpus: Vec<PerVcpu>,
+    /// The vCPU threads while they can be signalled (None once joining starts).
+    pthreads: Mutex<Option<Vec<libc::pthread_t>>>,
 }
 
 impl RunState {
-    /// Records the first reason the run ended and wakes the main loop.
-    fn finish(&self, reason: ExitReason) {
+    /// Sends [`kick_signal`] to every vCPU thread that has not been joined.
+    fn kick(&self) {
+        let threads = self.pthreads.lock().unwrap_or_else(|p| p.into_inner());
+        for &t in threads.iter().flatten() {
+            // SAFETY: a thread we spawned and have not joined (join clears the list
+            // under this lock first), so the pthread_t is valid even if it has exited.
+            unsafe { libc::pthread_kill(t, kick_signal()) };
+        }
+    }
+
+    fn parking(&self) -> std::sync::MutexGuard<'_, Parking> {
+        self.parking.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the first reason the run ended and wakes the main loop; true if this
+    /// was the first.
+    fn finish(&self, reason: ExitReason) -> bool {
         let mut slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
+        let first = slot.is_none();
+        if first {
             *slot = Some(reason);
         }
         drop(slot);
         let _ = self.exit_evt.write(1);
+        first
     }
 }
 
@@ -280,46 +330,119 @@ fn set_vcpu_thread_sigmask() {
     }
 }
 
+/// Sets or clears this thread's `immediate_exit` (see the module doc).
+fn set_immediate_exit(run: *mut kvm_run, v: u8) {
+    // SAFETY: this thread's own live kvm_run mapping; a volatile one-byte store, as
+    // the kick handler does.
+    unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(v) };
+}
+
+fn immediate_exit(run: *mut kvm_run) -> u8 {
+    // SAFETY: as above, a volatile one-byte load.
+    unsafe { std::ptr::addr_of!((*run).immediate_exit).read_volatile() }
+}
+
+/// What one `KVM_RUN` came to.
+enum Step {
+    /// An exit, handled; go on.
+    Ran,
+    /// `EINTR`: kicked, or `immediate_exit` was set.
+    Interrupted,
+    End(ExitReason),
+}
+
+/// One `KVM_RUN` and the handling of its exit.
+fn run_once(vcpu: &mut Vcpu, run_ptr: *mut kvm_run, buses: &Buses) -> Step {
+    let ran = vcpu.fd.run();
+    // SAFETY: this vCPU's live kvm_run; `io.size` is read only after KVM_EXIT_IO, and
+    // the exit's data slice borrows another part of the page, not this field.
+    let io_size = unsafe {
+        if (*run_ptr).exit_reason == kvm_bindings::KVM_EXIT_IO {
+            usize::from((*run_ptr).__bindgen_anon_1.io.size)
+        } else {
+            0
+        }
+    };
+    match ran {
+        Ok(exit) => match handle_exit_sized(exit, io_size, buses) {
+            Ok(Flow::Continue) => Step::Ran,
+            Ok(Flow::Stop(r)) => Step::End(r),
+            Err(e) => Step::End(vcpu.describe(e)),
+        },
+        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Step::Interrupted,
+        Err(e) => Step::End(ExitReason::InternalError(format!(
+            "vcpu {}: KVM_RUN failed: {e}",
+            vcpu.index
+        ))),
+    }
+}
+
+/// Completes what KVM holds for userspace (see the module doc), then sleeps until
+/// resumed or stopped. Some(reason) if an exit on the way ended the run.
+fn park(
+    vcpu: &mut Vcpu,
+    run_ptr: *mut kvm_run,
+    buses: &Buses,
+    state: &RunState,
+) -> Option<ExitReason> {
+    loop {
+        set_immediate_exit(run_ptr, 1);
+        match run_once(vcpu, run_ptr, buses) {
+            Step::Interrupted => break,
+            // A real exit came out (string I/O going on, say): handled; again.
+            Step::Ran => {}
+            Step::End(r) => return Some(r),
+        }
+    }
+    let mut p = state.parking();
+    p.parked += 1;
+    state.parked_cv.notify_all();
+    while state.pause.load(Ordering::SeqCst) && !state.stop.load(Ordering::SeqCst) {
+        p = state.parked_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+    }
+    p.parked -= 1;
+    None
+}
+
 /// The thread body: KVM_RUN, handle the exit, repeat until something ends the run.
-fn vcpu_loop(mut vcpu: Vcpu, buses: &Buses, state: &RunState) {
+fn vcpu_loop(mut vcpu: Vcpu, slot: usize, buses: &Buses, state: &RunState) {
     let _guard = PanicGuard(state, vcpu.index);
     set_vcpu_thread_sigmask();
+    let me = &state.vcpus[slot];
+    // SAFETY: gettid has no preconditions.
+    me.tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     let run_ptr: *mut kvm_run = vcpu.fd.get_kvm_run();
     KVM_RUN_PTR.with(|c| c.set(run_ptr));
     let reason = loop {
+        if immediate_exit(run_ptr) != 0 {
+            set_immediate_exit(run_ptr, 0);
+        }
         if state.stop.load(Ordering::SeqCst) {
             break None;
         }
-        let ran = vcpu.fd.run();
-        // SAFETY: this vCPU's live kvm_run; `io.size` is read only after KVM_EXIT_IO, and
-        // the exit's data slice borrows another part of the page, not this field.
-        let io_size = unsafe {
-            if (*run_ptr).exit_reason == kvm_bindings::KVM_EXIT_IO {
-                usize::from((*run_ptr).__bindgen_anon_1.io.size)
-            } else {
-                0
+        if state.pause.load(Ordering::SeqCst) {
+            match park(&mut vcpu, run_ptr, buses, state) {
+                Some(r) => break Some(r),
+                None => continue,
             }
-        };
-        match ran {
-            Ok(exit) => match handle_exit_sized(exit, io_size, buses) {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Stop(r)) => break Some(r),
-                Err(e) => break Some(vcpu.describe(e)),
-            },
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
-            Err(e) => {
-                break Some(ExitReason::InternalError(format!(
-                    "vcpu {}: KVM_RUN failed: {e}",
-                    vcpu.index
-                )))
-            }
+        }
+        if me.nmi.swap(false, Ordering::SeqCst) {
+            let _ = vcpu.fd.nmi();
+        }
+        if let Step::End(r) = run_once(&mut vcpu, run_ptr, buses) {
+            break Some(r);
         }
     };
     KVM_RUN_PTR.with(|c| c.set(std::ptr::null_mut()));
+    state.parking().live -= 1;
+    state.parked_cv.notify_all();
     if let Some(r) = reason {
         state.finish(r);
     }
 }
+
+mod handle;
+pub use handle::VcpuHandle;
 
 /// The running vCPU threads.
 pub struct RunningVcpus {
@@ -332,23 +455,44 @@ pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSe
     install_kick_handler()?;
     let state = Arc::new(RunState {
         stop: AtomicBool::new(false),
+        pause: AtomicBool::new(false),
+        parking: Mutex::new(Parking::default()),
+        parked_cv: Condvar::new(),
         reason: Mutex::new(None),
         exit_evt: EventFd::new(EFD_NONBLOCK).map_err(VcpuSetupError::EventFd)?,
+        vcpus: (0..vcpus.len())
+            .map(|_| PerVcpu {
+                tid: AtomicI32::new(0),
+                nmi: AtomicBool::new(false),
+            })
+            .collect(),
+        pthreads: Mutex::new(Some(Vec::new())),
     });
     let mut running = RunningVcpus {
         threads: Vec::with_capacity(vcpus.len()),
         state: state.clone(),
     };
-    for vcpu in vcpus {
+    for (slot, vcpu) in vcpus.into_iter().enumerate() {
         let index = vcpu.index;
         let (buses, state) = (buses.clone(), state.clone());
+        running.state.parking().live += 1;
         let spawned = std::thread::Builder::new()
             .name(format!("vcpu {index}"))
             .stack_size(256 * 1024)
-            .spawn(move || vcpu_loop(vcpu, &buses, &state));
+            .spawn(move || vcpu_loop(vcpu, slot, &buses, &state));
         match spawned {
-            Ok(t) => running.threads.push(t),
+            Ok(t) => {
+                let mut pt = running
+                    .state
+                    .pthreads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                pt.get_or_insert_with(Vec::new).push(t.as_pthread_t());
+                drop(pt);
+                running.threads.push(t);
+            }
             Err(source) => {
+                running.state.parking().live -= 1;
                 running.stop();
                 running.join();
                 return Err(VcpuSetupError::Spawn { index, source });
@@ -359,12 +503,17 @@ pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSe
 }
 
 impl RunningVcpus {
+    /// A handle to pause, resume and end the run from other threads.
+    pub fn handle(&self) -> VcpuHandle {
+        VcpuHandle(self.state.clone())
+    }
+
     /// Readable (an eventfd) once some vCPU has recorded why the run ended.
     pub fn exit_fd(&self) -> RawFd {
         self.state.exit_evt.as_raw_fd()
     }
 
-    /// The recorded reason, if a vCPU ended the run.
+    /// The recorded reason, if a vCPU (or [`VcpuHandle::end`]) ended the run.
     pub fn exit_reason(&self) -> Option<ExitReason> {
         self.state
             .reason
@@ -376,15 +525,44 @@ impl RunningVcpus {
     /// Asks every vCPU thread to leave `KVM_RUN` and return. Does not wait.
     pub fn stop(&self) {
         self.state.stop.store(true, Ordering::SeqCst);
-        for t in &self.threads {
-            // SAFETY: the pthread_t belongs to a thread we spawned and have not joined,
-            // so it is still valid even if the thread has exited.
-            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
-        }
+        self.state.kick();
+        // Parked threads wait on the condition variable, not in KVM_RUN.
+        let _p = self.state.parking();
+        self.state.parked_cv.notify_all();
+    }
+
+    /// See [`VcpuHandle::pause`].
+    pub fn pause(&self) {
+        self.handle().pause()
+    }
+
+    /// See [`VcpuHandle::resume`].
+    pub fn resume(&self) {
+        self.handle().resume()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.handle().is_paused()
+    }
+
+    /// How many vCPUs are parked now.
+    pub fn parked(&self) -> usize {
+        self.state.parking().parked
+    }
+
+    /// See [`VcpuHandle::thread_ids`].
+    pub fn thread_ids(&self) -> Vec<i32> {
+        self.handle().thread_ids()
     }
 
     /// Waits for every vCPU thread. Call after [`Self::stop`] (or once all have ended).
     pub fn join(&mut self) {
+        // No kick may reach a joined thread's pthread_t from here on.
+        *self
+            .state
+            .pthreads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

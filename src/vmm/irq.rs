@@ -25,11 +25,11 @@ use crate::devices::IrqLine;
 
 #[derive(Debug, Error)]
 pub enum IrqError {
-    #[error("cannot create an eventfd for GSI {gsi}: {source}")]
+    #[error("cannot create an eventfd for GSI {gsi}")]
     EventFd { gsi: u32, source: std::io::Error },
-    #[error("KVM_IRQFD for GSI {gsi} failed: {source}")]
+    #[error("KVM_IRQFD for GSI {gsi} failed")]
     Register { gsi: u32, source: kvm_ioctls::Error },
-    #[error("KVM_SET_GSI_ROUTING failed: {0}")]
+    #[error("KVM_SET_GSI_ROUTING failed")]
     Routing(#[source] kvm_ioctls::Error),
 }
 

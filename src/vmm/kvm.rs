@@ -33,13 +33,13 @@ pub enum KvmError {
          (sudo usermod -aG kvm $USER) and log in again"
     )]
     PermissionDenied,
-    #[error("cannot open /dev/kvm: {0}")]
+    #[error("cannot open /dev/kvm")]
     Open(#[source] kvm_ioctls::Error),
     #[error("/dev/kvm speaks KVM API version {found}, vmrun needs version {KVM_API_VERSION}")]
     ApiVersion { found: i32 },
     #[error("this host's KVM lacks capabilities vmrun needs: {}", .0.join(", "))]
     MissingCaps(Vec<&'static str>),
-    #[error("KVM_GET_SUPPORTED_CPUID failed: {0}")]
+    #[error("KVM_GET_SUPPORTED_CPUID failed")]
     SupportedCpuid(#[source] kvm_ioctls::Error),
 }
 

@@ -22,16 +22,16 @@ pub enum MemoryError {
     Unaligned { base: u64, size: u64 },
     #[error("guest memory region {base:#x}+{size:#x} is empty or wraps around")]
     BadRange { base: u64, size: u64 },
-    #[error("cannot map guest RAM: {0}")]
+    #[error("cannot map guest RAM")]
     Map(#[from] vm_memory::mmap::FromRangesError),
-    #[error("cannot map a {size:#x}-byte ROM: {source}")]
+    #[error("cannot map a {size:#x}-byte ROM")]
     MapRom {
         size: u64,
         source: vm_memory::mmap::FromRangesError,
     },
-    #[error("cannot copy the ROM image into its mapping: {0}")]
+    #[error("cannot copy the ROM image into its mapping")]
     FillRom(#[source] vm_memory::GuestMemoryError),
-    #[error("KVM_SET_USER_MEMORY_REGION for slot {slot} at {base:#x}+{size:#x} failed: {source}")]
+    #[error("KVM_SET_USER_MEMORY_REGION for slot {slot} at {base:#x}+{size:#x} failed")]
     Memslot {
         slot: u32,
         base: u64,

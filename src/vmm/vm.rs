@@ -27,14 +27,14 @@ pub const TSS_PAGES: u64 = 3;
 
 #[derive(Debug, Error)]
 pub enum VmError {
-    #[error("KVM_CREATE_VM failed: {0}")]
+    #[error("KVM_CREATE_VM failed")]
     Create(#[source] kvm_ioctls::Error),
-    #[error("KVM_SET_TSS_ADDR({addr:#x}) failed: {source}")]
+    #[error("KVM_SET_TSS_ADDR({addr:#x}) failed")]
     TssAddr {
         addr: u64,
         source: kvm_ioctls::Error,
     },
-    #[error("KVM_SET_IDENTITY_MAP_ADDR({addr:#x}) failed: {source}")]
+    #[error("KVM_SET_IDENTITY_MAP_ADDR({addr:#x}) failed")]
     IdentityMap {
         addr: u64,
         source: kvm_ioctls::Error,
@@ -47,11 +47,11 @@ pub enum VmError {
     Memory(#[from] MemoryError),
     #[error("ROM at {gpa:#x}+{size:#x} overlaps guest RAM")]
     RomOverRam { gpa: u64, size: u64 },
-    #[error("KVM_CREATE_IRQCHIP failed: {0}")]
+    #[error("KVM_CREATE_IRQCHIP failed")]
     Irqchip(#[source] kvm_ioctls::Error),
     #[error(transparent)]
     Routing(#[from] super::irq::IrqError),
-    #[error("KVM_CREATE_PIT2 failed: {0}")]
+    #[error("KVM_CREATE_PIT2 failed")]
     Pit(#[source] kvm_ioctls::Error),
     #[error("the in-kernel PIT needs the irqchip: call create_irqchip first")]
     PitBeforeIrqchip,

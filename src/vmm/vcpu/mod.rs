@@ -51,19 +51,19 @@ use crate::arch::x86_64::{lapic, msr};
 pub enum VcpuSetupError {
     #[error("vCPUs must be created after the in-kernel irqchip (call Vm::create_irqchip first)")]
     NoIrqchip,
-    #[error("vcpu {index}: {what} failed: {source}")]
+    #[error("vcpu {index}: {what} failed")]
     Ioctl {
         index: u32,
         what: &'static str,
         source: kvm_ioctls::Error,
     },
-    #[error("vcpu {index}: {source}")]
+    #[error("vcpu {index}")]
     Msr { index: u32, source: msr::MsrError },
-    #[error("cannot create the vCPU exit eventfd: {0}")]
+    #[error("cannot create the vCPU exit eventfd")]
     EventFd(#[source] std::io::Error),
-    #[error("cannot install the vCPU kick signal handler: {0}")]
+    #[error("cannot install the vCPU kick signal handler")]
     Signal(#[source] std::io::Error),
-    #[error("cannot spawn the thread for vcpu {index}: {source}")]
+    #[error("cannot spawn the thread for vcpu {index}")]
     Spawn { index: u32, source: std::io::Error },
 }
 

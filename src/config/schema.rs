@@ -184,7 +184,7 @@ pub const BOOT: &[Field] = &[
         "cmdline",
         Ty::Str,
         "\"\"",
-        "Kernel command line (needs kernel).",
+        "Kernel command line; without a kernel, the built-in probe's options (e.g. \"idle=1\").",
     ),
     f(
         "firmware",

@@ -91,6 +91,8 @@ struct Running {
 
 struct State {
     backend: Option<Box<dyn NetBackend>>,
+    /// Carrier: a NIC with a backend starts up; `set_link` pulls and plugs the cable.
+    link_up: bool,
     run: Option<Running>,
     /// Receive bounce buffer; `held` bytes of it are a frame waiting for a buffer.
     frame: Vec<u8>,
@@ -127,6 +129,7 @@ impl Net {
         config[6..8].copy_from_slice(&status.to_le_bytes());
         config[8..10].copy_from_slice(&1u16.to_le_bytes());
         let state = Arc::new(Mutex::new(State {
+            link_up: backend.is_some(),
             backend,
             run: None,
             frame: vec![0; MAX_FRAME],
@@ -159,11 +162,15 @@ impl Net {
             backend,
             run,
             txbuf,
+            link_up,
             ..
         } = &mut *st;
         let Some(run) = run.as_mut().filter(|r| r.tx.ready) else {
             return Ok(());
         };
+        // Without carrier the frames go nowhere, as on an unplugged cable.
+        let mut unplugged = None;
+        let backend = if *link_up { backend } else { &mut unplugged };
         let mut used = false;
         while let Some(chain) = run.tx.pop(&run.mem)? {
             match gather(&run.mem, &chain, txbuf)? {
@@ -265,6 +272,25 @@ impl NetRx {
         self.stats.clone()
     }
 
+    /// Plugs (`up`) or pulls the cable: the link status bit in the configuration space
+    /// follows, with a configuration interrupt to a running driver, and frames stop
+    /// both ways while it is down. Without a backend the link stays down.
+    pub fn set_link(&self, up: bool) {
+        let mut st = lock(&self.state);
+        let up = up && st.backend.is_some();
+        if st.link_up == up {
+            return;
+        }
+        st.link_up = up;
+        if let Some(r) = &st.run {
+            r.interrupt.signal_config();
+        }
+    }
+
+    pub fn link_up(&self) -> bool {
+        lock(&self.state).link_up
+    }
+
     /// Moves frames from the backend into the driver's receive buffers (at most
     /// [`RX_BATCH`]), then interrupts the driver if it wants to be.
     pub fn pump(&self) -> RxState {
@@ -274,11 +300,20 @@ impl NetRx {
             run,
             frame,
             held,
+            link_up,
             ..
         } = &mut *st;
         let Some(backend) = backend.as_mut() else {
             return RxState::Open;
         };
+        if !*link_up {
+            // No carrier: what arrives is lost on the wire.
+            while let Ok(Some(_)) = backend.recv(frame) {
+                inc(&self.stats.rx_dropped, 1);
+            }
+            *held = None;
+            return RxState::Open;
+        }
         let Some(r) = run.as_mut().filter(|r| r.rx.ready) else {
             // Not started (or stopped): frames wait in the host queue.
             return RxState::NoBuffers;
@@ -367,7 +402,14 @@ impl VirtioDevice for Net {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+        let mut config = self.config;
+        let status = if lock(&self.state).link_up {
+            S_LINK_UP
+        } else {
+            0
+        };
+        config[6..8].copy_from_slice(&status.to_le_bytes());
+        read_config_bytes(&config, offset, data);
     }
 
     /// The MAC is read-only without VIRTIO_NET_F_CTRL_MAC_ADDR (legacy drivers wrote it).

@@ -272,3 +272,43 @@ fn broken_tx_ring_needs_reset() {
 
 #[path = "net_fuzz.rs"]
 mod fuzz;
+
+#[test]
+fn pulling_the_cable() {
+    let mut r = rig(F_VERSION_1 | F_MAC | F_STATUS);
+    let before = r.irq.0.load(Ordering::Relaxed);
+    r.rx.set_link(false);
+    assert!(!r.rx.link_up());
+    let mut st = [0u8; 2];
+    r.t.read(0, reg::CONFIG + 6, &mut st);
+    assert_eq!(u16::from_le_bytes(st), 0, "status shows no link");
+    assert_eq!(
+        r.irq.0.load(Ordering::Relaxed),
+        before + 1,
+        "a config interrupt"
+    );
+    assert_ne!(r32(&mut r.t, reg::INTERRUPT_STATUS) & 2, 0);
+    // Frames stop both ways.
+    r.wire.give(&frame(64, 1));
+    r.rxr.push(&r.mem, &[(BUF, 1526, true)]);
+    assert_eq!(r.rx.pump(), RxState::Open);
+    assert!(r.rxr.take_used(&r.mem).is_empty(), "nothing received");
+    let f = frame(60, 2);
+    r.mem
+        .write_slice(&[0u8; HDR_LEN], GuestAddress(BUF + 0x8000))
+        .unwrap();
+    r.mem
+        .write_slice(&f, GuestAddress(BUF + 0x8000 + HDR_LEN as u64))
+        .unwrap();
+    r.txr
+        .push(&r.mem, &[(BUF + 0x8000, (HDR_LEN + f.len()) as u32, false)]);
+    w32(&mut r.t, reg::QUEUE_NOTIFY, TX_QUEUE as u32);
+    assert!(r.wire.sent().is_empty(), "nothing sent");
+    // Plugged again: frames flow, another config interrupt.
+    r.rx.set_link(true);
+    r.t.read(0, reg::CONFIG + 6, &mut st);
+    assert_eq!(u16::from_le_bytes(st), S_LINK_UP);
+    r.wire.give(&frame(64, 3));
+    assert_eq!(r.rx.pump(), RxState::Open);
+    assert_eq!(r.rxr.take_used(&r.mem).len(), 1);
+}

@@ -144,6 +144,16 @@ static void apply_option(const char *w, usize n)
 		bad_option(w, n, "invalid");
 		return;
 	}
+	if (word_is(w, k, "nic")) {
+		static const char *const models[] = { "auto", "virtio", "e1000" };
+		for (u32 i = 0; i < ARRAY_LEN(models); i++)
+			if (word_is(val, vn, models[i])) {
+				opt.nic = i;
+				return;
+			}
+		bad_option(w, n, "invalid");
+		return;
+	}
 	if (word_is(w, k, "virtirq")) {
 		static const char *const modes[] = { "poll", "msix", "intx" };
 		for (u32 i = 0; i < ARRAY_LEN(modes); i++)

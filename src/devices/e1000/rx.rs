@@ -32,7 +32,7 @@ struct Pending {
     done: usize,
     vlan: Option<u16>,
     check: RxCheck,
-    /// Its checksum field (PCSS to the end, before any FCS).
+    /// Its checksum field (PCSS to the end).
     sum: u16,
 }
 
@@ -106,11 +106,12 @@ impl E1000 {
             rxcsum & RXCSUM_IPOFL != 0,
             rxcsum & RXCSUM_TUOFL != 0,
         );
-        let pcss = (rxcsum & RXCSUM_PCSS) as usize;
-        let sum = f.get(pcss..).map_or(0, |d| csum::fold(csum::add(0, d)));
         if self.reg(RCTL) & RCTL_SECRC == 0 {
             f.extend_from_slice(&fcs);
         }
+        // The packet checksum covers the FCS too when it is not stripped.
+        let pcss = (rxcsum & RXCSUM_PCSS) as usize;
+        let sum = f.get(pcss..).map_or(0, |d| csum::fold(csum::add(0, d)));
         Pending {
             data: f,
             done: 0,

@@ -73,4 +73,3 @@ impl NetBackend for FakeNet {
         self.fd.as_raw_fd()
     }
 }
-

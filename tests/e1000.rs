@@ -16,7 +16,10 @@ use vmrun::boot::probe::parse_report;
 const E1000: &str = "model = \"e1000\"";
 
 fn on_switch(sw: &Path, model: &str) -> String {
-    format!("{model}\nbackend = \"switch\"\nswitch = \"{}\"", sw.display())
+    format!(
+        "{model}\nbackend = \"switch\"\nswitch = \"{}\"",
+        sw.display()
+    )
 }
 
 #[test]
@@ -27,7 +30,14 @@ fn e1000_and_virtio_net_on_a_lab_switch() {
     let dir = tempdir("e1000-virtio");
     let sw = dir.join("sw");
     // The e1000 sends and receives, virtio-net echoes.
-    let a = machine_on(&dir, "q35", "", "a", "52:54:00:00:aa:01", &on_switch(&sw, E1000));
+    let a = machine_on(
+        &dir,
+        "q35",
+        "",
+        "a",
+        "52:54:00:00:aa:01",
+        &on_switch(&sw, E1000),
+    );
     let b = machine(&dir, "b", "52:54:00:00:bb:02", &on_switch(&sw, ""));
     exchange(&sw, a, b, "pci@00:");
     let log = std::fs::read_to_string(dir.join("a.log")).unwrap_or_default();
@@ -35,7 +45,14 @@ fn e1000_and_virtio_net_on_a_lab_switch() {
     assert!(log.contains(" eeprom=ok"), "{log}");
     // And the other way round (new log files: a stale report must not be read).
     let a = machine(&dir, "c", "52:54:00:00:aa:01", &on_switch(&sw, ""));
-    let b = machine_on(&dir, "q35", "", "d", "52:54:00:00:bb:02", &on_switch(&sw, E1000));
+    let b = machine_on(
+        &dir,
+        "q35",
+        "",
+        "d",
+        "52:54:00:00:bb:02",
+        &on_switch(&sw, E1000),
+    );
     exchange(&sw, a, b, "mmio@");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -52,7 +69,10 @@ fn two_pc_e1000s_on_a_lab_switch() {
     let b = machine_on(&dir, "pc", "", "b", "52:54:00:00:bb:02", &nic);
     exchange(&sw, a, b, "pci@00:");
     let log = std::fs::read_to_string(dir.join("b.log")).unwrap_or_default();
-    assert!(log.contains(" phy=0x1410c20 "), "M88 PHY ID through MDIC: {log}");
+    assert!(
+        log.contains(" phy=0x1410c20 "),
+        "M88 PHY ID through MDIC: {log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -101,7 +121,13 @@ fn qemu_e1000_talks_to_vmrun_e1000() {
     let mut v = spawn(&[], &file, &["netecho=4", "netwait=60000"]);
     wait_for_net(&vlog, &mut v);
     let qlog = dir.join("q.log");
-    let q = qemu(&sw, &qlog, qmac, vmac, &["netsend=4", "netrecv=4", "netwait=60000"]);
+    let q = qemu(
+        &sw,
+        &qlog,
+        qmac,
+        vmac,
+        &["netsend=4", "netrecv=4", "netwait=60000"],
+    );
     let q_out = q.wait_with_output().unwrap();
     let v = finish(v, &vlog);
     let qtext = std::fs::read_to_string(&qlog).unwrap_or_default();

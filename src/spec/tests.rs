@@ -286,7 +286,13 @@ fn typed_kinds() {
             "[machine]\nboard = \"{board}\"\n[[device]]\nid = \"n\"\nkind = \"nic\"\nmodel = \"e1000\"\n"
         ));
         assert!(
-            matches!(dev(&s, "n").kind, DeviceKind::Nic { model: NicModel::E1000, .. }),
+            matches!(
+                dev(&s, "n").kind,
+                DeviceKind::Nic {
+                    model: NicModel::E1000,
+                    ..
+                }
+            ),
             "{board}"
         );
         assert!(dev(&s, "n").pci.is_some(), "{board}: on PCI");

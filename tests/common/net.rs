@@ -113,7 +113,12 @@ pub fn wait_for_net(log: &Path, child: &mut Child) {
 }
 
 /// B echoes, A sends and receives; `a_dev` starts A's `dev=`.
-pub fn exchange(sw: &Path, (fa, la): (PathBuf, PathBuf), (fb, lb): (PathBuf, PathBuf), a_dev: &str) {
+pub fn exchange(
+    sw: &Path,
+    (fa, la): (PathBuf, PathBuf),
+    (fb, lb): (PathBuf, PathBuf),
+    a_dev: &str,
+) {
     // B answers what it gets; A broadcasts, then waits for B's unicast answers.
     let mut b = spawn(&[], &fb, &["netecho=4", "netwait=30000"]);
     wait_for_net(&lb, &mut b);
@@ -143,4 +148,3 @@ pub fn exchange(sw: &Path, (fa, la): (PathBuf, PathBuf), (fb, lb): (PathBuf, Pat
     // Both ports are gone: the sockets were removed at exit.
     assert_eq!(std::fs::read_dir(sw).unwrap().count(), 0);
 }
-

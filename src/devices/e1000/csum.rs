@@ -73,7 +73,11 @@ pub struct RxCheck {
 /// only the header check; anything else (IPv6, ARP, truncated) gets none.
 pub fn check_rx(frame: &[u8], vet: u16, ip: bool, l4: bool) -> RxCheck {
     let mut r = RxCheck::default();
-    let be16 = |o: usize| frame.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let be16 = |o: usize| {
+        frame
+            .get(o..o + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
     let mut l3 = 14;
     let mut ty = be16(12);
     if ty == Some(vet) {

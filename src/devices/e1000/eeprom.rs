@@ -45,7 +45,12 @@ enum Shift {
     /// Shifting word `addr` out; `bit` bits of it already went out.
     Read { addr: u8, bit: u8 },
     /// Taking 16 data bits for `addr` (`all`: WRAL).
-    Write { addr: u8, all: bool, data: u16, n: u8 },
+    Write {
+        addr: u8,
+        all: bool,
+        data: u16,
+        n: u8,
+    },
     /// Command finished: DO shows ready until CS drops.
     Done,
 }

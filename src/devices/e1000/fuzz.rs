@@ -78,9 +78,43 @@ fn gpa(rng: &mut Rng) -> u64 {
 }
 
 const HOT: &[u32] = &[
-    CTRL, EECD, EERD, MDIC, ICR, ITR, ICS, IMS, IMC, RCTL, TCTL, PBA, RDBAL, RDBAH, RDLEN, RDH,
-    RDT, RDTR, RADV, RSRPD, TDBAL, TDBAH, TDLEN, TDH, TDT, TIDV, TADV, RXCSUM, VET, MTA, RA,
-    RA + 4, RA + 12, VFTA, 0x4088, 0x408c, 0x4010,
+    CTRL,
+    EECD,
+    EERD,
+    MDIC,
+    ICR,
+    ITR,
+    ICS,
+    IMS,
+    IMC,
+    RCTL,
+    TCTL,
+    PBA,
+    RDBAL,
+    RDBAH,
+    RDLEN,
+    RDH,
+    RDT,
+    RDTR,
+    RADV,
+    RSRPD,
+    TDBAL,
+    TDBAH,
+    TDLEN,
+    TDH,
+    TDT,
+    TIDV,
+    TADV,
+    RXCSUM,
+    VET,
+    MTA,
+    RA,
+    RA + 4,
+    RA + 12,
+    VFTA,
+    0x4088,
+    0x408c,
+    0x4010,
 ];
 
 fn value(rng: &mut Rng, off: u32) -> u32 {
@@ -109,9 +143,9 @@ fn descriptor(rng: &mut Rng) -> [u8; 16] {
         let max = if rng.chance(80) { 2048 } else { 70000 };
         let len = rng.below(max) as u32;
         let kind = match rng.below(3) {
-            0 => 0,                                   // legacy
-            1 => TXD_DEXT as u32,                     // context (DTYP 0)
-            _ => TXD_DEXT as u32 | 1 << 4,            // data (DTYP 1 in bits 23:20)
+            0 => 0,                        // legacy
+            1 => TXD_DEXT as u32,          // context (DTYP 0)
+            _ => TXD_DEXT as u32 | 1 << 4, // data (DTYP 1 in bits 23:20)
         };
         let cmd = (rng.next() as u8 & !TXD_DEXT) as u32 | kind & 0x20;
         let dtyp = if kind & 0x10 != 0 { 1u32 << 20 } else { 0 };
@@ -169,7 +203,11 @@ fn step(rng: &mut Rng, d: &mut E1000, mem: &GuestMemoryMmap, wire: &FakeNet, clo
             // Descriptors where the rings are (or anywhere).
             let base = if rng.chance(80) {
                 let mut b = [0u8; 4];
-                d.bar_read(0, u64::from(if rng.chance(50) { TDBAL } else { RDBAL }), &mut b);
+                d.bar_read(
+                    0,
+                    u64::from(if rng.chance(50) { TDBAL } else { RDBAL }),
+                    &mut b,
+                );
                 u64::from(u32::from_le_bytes(b))
             } else {
                 gpa(rng)
@@ -194,7 +232,11 @@ fn step(rng: &mut Rng, d: &mut E1000, mem: &GuestMemoryMmap, wire: &FakeNet, clo
         }
         11 => {
             let off = rng.below(0x40) as u16;
-            let v = if rng.chance(80) { [0x07, 0] } else { [rng.next() as u8, 0] };
+            let v = if rng.chance(80) {
+                [0x07, 0]
+            } else {
+                [rng.next() as u8, 0]
+            };
             d.config_write(if rng.chance(80) { 4 } else { off }, &v);
         }
         12 => {
@@ -221,19 +263,31 @@ fn hostile_registers_descriptors_and_frames() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let wire = FakeNet::new();
     let clock = TestClock::default();
-    let mut d = E1000::new(MAC, Some(Box::new(wire.clone())), mem.clone(), Box::new(clock.clone()));
+    let mut d = E1000::new(
+        MAC,
+        Some(Box::new(wire.clone())),
+        mem.clone(),
+        Box::new(clock.clone()),
+    );
     d.set_intx_line(std::sync::Arc::new(Level::default()));
     d.config_write(4, &[0x07, 0]);
     let (mut sent, mut received, mut last_gprc) = (0usize, 0u64, 0u64);
     for i in 0..STEPS {
         step(&mut rng, &mut d, &mem, &wire, &clock);
-        sent += wire.sent().iter().map(|f| usize::from(f.len() <= 16384)).sum::<usize>();
+        sent += wire
+            .sent()
+            .iter()
+            .map(|f| usize::from(f.len() <= 16384))
+            .sum::<usize>();
         let now = d.stat(super::stats::GPRC);
         received += now.saturating_sub(last_gprc.min(now));
         last_gprc = now;
         wire.inbox.lock().unwrap().clear();
         if i % 10_000 == 0 {
-            assert!(host.canaries_ok(), "step {i}: memory outside guest RAM changed");
+            assert!(
+                host.canaries_ok(),
+                "step {i}: memory outside guest RAM changed"
+            );
         }
     }
     assert!(host.canaries_ok());

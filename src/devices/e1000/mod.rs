@@ -231,7 +231,10 @@ impl E1000 {
         self.set_reg(VET, 0x8100);
         let mac = self.eeprom.mac();
         self.set_reg(RA, u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]));
-        self.set_reg(RA + 4, RAH_AV | u32::from(u16::from_le_bytes([mac[4], mac[5]])));
+        self.set_reg(
+            RA + 4,
+            RAH_AV | u32::from(u16::from_le_bytes([mac[4], mac[5]])),
+        );
         self.eeprom.reset_interface();
         self.irq = Irq::default();
         self.timers = Timers::default();

@@ -240,7 +240,9 @@ pub fn plain_mask(off: u32) -> Option<u32> {
         RDBAH | TDBAH => 0xffff_ffff,
         RDLEN | TDLEN => 0x000f_ff80,
         RADV | TIDV | TADV => 0xffff,
-        RXDCTL | TXDCTL => 0x003f_3f3f,
+        // Thresholds, GRAN (bit 24); TXDCTL also LWTHRESH (31:25).
+        RXDCTL => 0x013f_3f3f,
+        TXDCTL => 0xff3f_3f3f,
         RSRPD => 0xfff,
         TXDMAC => 1,
         TSPMT => 0xffff_ffff,

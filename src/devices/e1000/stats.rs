@@ -59,7 +59,11 @@ impl Stats {
     /// Adds `n` to the counter at `reg` (a 64-bit counter by its low half).
     pub fn add(&mut self, reg: u32, n: u64) {
         let i = index(reg);
-        let max = if is_wide(reg) { u64::MAX } else { u64::from(u32::MAX) };
+        let max = if is_wide(reg) {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
         self.c[i] = self.c[i].saturating_add(n).min(max);
     }
 

@@ -108,7 +108,10 @@ impl Rig {
     }
 
     pub fn mdio_write(&mut self, reg: u32, data: u16) {
-        self.w(MDIC, MDIC_OP_WRITE | phy::ADDR << 21 | reg << 16 | u32::from(data));
+        self.w(
+            MDIC,
+            MDIC_OP_WRITE | phy::ADDR << 21 | reg << 16 | u32::from(data),
+        );
         assert!(self.r(MDIC) & MDIC_READY != 0);
     }
 
@@ -218,7 +221,10 @@ fn eeprom_image_sums_to_baba_and_holds_the_mac() {
     let sum = words.iter().fold(0u16, |s, &w| s.wrapping_add(w));
     assert_eq!(sum, CHECKSUM_SUM);
     assert_eq!(&words[..3], &[0x5452, 0x1200, 0x5634]);
-    assert_eq!(words[0x0a], 0x6403, "init control word 1: signature 01, load IDs");
+    assert_eq!(
+        words[0x0a], 0x6403,
+        "init control word 1: signature 01, load IDs"
+    );
     assert_eq!(&words[0x0b..0x0f], &[0x1100, 0x1af4, 0x100e, 0x8086]);
     // The receive address 0 came from it.
     assert_eq!(r.r(RA), 0x1200_5452);
@@ -232,13 +238,24 @@ fn eeprom_image_sums_to_baba_and_holds_the_mac() {
 #[test]
 fn eeprom_bitbang_read_write_and_enable() {
     let mut r = Rig::new();
-    assert_eq!(r.r(EECD) & (EECD_PRES | EECD_GNT), EECD_PRES, "present, not granted");
+    assert_eq!(
+        r.r(EECD) & (EECD_PRES | EECD_GNT),
+        EECD_PRES,
+        "present, not granted"
+    );
     let direct: Vec<u16> = (0..WORDS as u32).map(|i| r.eerd(i)).collect();
     for w in [0, 1, 2, 0x0a, 0x3f] {
-        assert_eq!(r.ee_bitbang_read(w, 1), vec![direct[w as usize]], "word {w}");
+        assert_eq!(
+            r.ee_bitbang_read(w, 1),
+            vec![direct[w as usize]],
+            "word {w}"
+        );
     }
     // One READ streams the following words.
-    assert_eq!(r.ee_bitbang_read(0x3e, 3), vec![direct[0x3e], direct[0x3f], direct[0]]);
+    assert_eq!(
+        r.ee_bitbang_read(0x3e, 3),
+        vec![direct[0x3e], direct[0x3f], direct[0]]
+    );
     // WRITE before EWEN is ignored.
     r.ee_command(0b101 << 6 | 0x10, 9, Some(0xbeef));
     assert_eq!(r.eerd(0x10), direct[0x10]);
@@ -443,7 +460,11 @@ fn linux_register_test_patterns() {
     let mut check = |off: u32, mask: u32, wmask: u32| {
         for p in pattern {
             r.w(off, p & wmask);
-            assert_eq!(r.r(off) & mask, p & wmask & mask, "reg {off:#x} pattern {p:#x}");
+            assert_eq!(
+                r.r(off) & mask,
+                p & wmask & mask,
+                "reg {off:#x} pattern {p:#x}"
+            );
         }
     };
     for (off, mask, wmask) in [

@@ -8,9 +8,9 @@ use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::regs::*;
-use crate::devices::pm::MonotonicClock;
 use super::stats::*;
 use super::tests::{Rig, MAC};
+use crate::devices::pm::MonotonicClock;
 
 const RX_RING: u64 = 0x1000;
 const TX_RING: u64 = 0x2000;
@@ -23,7 +23,11 @@ const PEER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x77];
 fn inet_sum(data: &[u8]) -> u16 {
     let mut s: u32 = 0;
     for (i, b) in data.iter().enumerate() {
-        s += if i % 2 == 0 { u32::from(*b) << 8 } else { u32::from(*b) };
+        s += if i % 2 == 0 {
+            u32::from(*b) << 8
+        } else {
+            u32::from(*b)
+        };
     }
     while s > 0xffff {
         s = (s & 0xffff) + (s >> 16);
@@ -45,7 +49,16 @@ fn tcp_frame(payload: usize) -> Vec<u8> {
     f.extend_from_slice(&PEER);
     f.extend_from_slice(&[0x08, 0x00]);
     let total = 20 + 20 + payload;
-    f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0]);
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0x12,
+        0x34,
+        0x40,
+        0,
+    ]);
     f.extend_from_slice(&[64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
     f.extend_from_slice(&[0x30, 0x39, 0x00, 0x50, 0, 0, 0x10, 0, 0, 0, 0, 0]);
     f.extend_from_slice(&[0x50, 0x19, 0xff, 0xff, 0, 0, 0, 0]); // FIN|PSH|ACK
@@ -78,8 +91,12 @@ impl Rig {
         self.w(RDH, 0);
         for i in 0..u64::from(n) {
             let d = (RX_BUF + i * RX_BUF_STRIDE).to_le_bytes();
-            self.mem.write_slice(&d, GuestAddress(RX_RING + 16 * i)).unwrap();
-            self.mem.write_slice(&[0; 8], GuestAddress(RX_RING + 16 * i + 8)).unwrap();
+            self.mem
+                .write_slice(&d, GuestAddress(RX_RING + 16 * i))
+                .unwrap();
+            self.mem
+                .write_slice(&[0; 8], GuestAddress(RX_RING + 16 * i + 8))
+                .unwrap();
         }
         self.w(RCTL, rctl | RCTL_EN);
         self.w(RDT, n - 1);
@@ -88,7 +105,9 @@ impl Rig {
     /// Descriptor `i`'s (length, checksum, status, errors, special).
     fn rx_desc(&self, i: u64) -> (u16, u16, u8, u8, u16) {
         let mut b = [0u8; 8];
-        self.mem.read_slice(&mut b, GuestAddress(RX_RING + 16 * i + 8)).unwrap();
+        self.mem
+            .read_slice(&mut b, GuestAddress(RX_RING + 16 * i + 8))
+            .unwrap();
         let le = |a, b| u16::from_le_bytes([a, b]);
         (le(b[0], b[1]), le(b[2], b[3]), b[4], b[5], le(b[6], b[7]))
     }
@@ -117,18 +136,24 @@ impl Rig {
 
     /// Writes descriptor `i` (16 raw bytes).
     fn tx_desc(&self, i: u64, d: [u8; 16]) {
-        self.mem.write_slice(&d, GuestAddress(TX_RING + 16 * i)).unwrap();
+        self.mem
+            .write_slice(&d, GuestAddress(TX_RING + 16 * i))
+            .unwrap();
     }
 
     fn tx_status(&self, i: u64) -> u8 {
         let mut b = [0u8; 1];
-        self.mem.read_slice(&mut b, GuestAddress(TX_RING + 16 * i + 12)).unwrap();
+        self.mem
+            .read_slice(&mut b, GuestAddress(TX_RING + 16 * i + 12))
+            .unwrap();
         b[0]
     }
 
     /// A buffer at `TX_BUF + at` holding `data`; returns its address.
     fn tx_buf(&self, at: u64, data: &[u8]) -> u64 {
-        self.mem.write_slice(data, GuestAddress(TX_BUF + at)).unwrap();
+        self.mem
+            .write_slice(data, GuestAddress(TX_BUF + at))
+            .unwrap();
         TX_BUF + at
     }
 }
@@ -172,7 +197,10 @@ fn rx_writes_frame_fcs_and_status() {
     r.give(&f);
     let (len, _, status, errors, _) = r.rx_desc(0);
     assert_eq!(len, 104, "frame + FCS");
-    assert_eq!(status & (RXD_DD | RXD_EOP | RXD_IXSM), RXD_DD | RXD_EOP | RXD_IXSM);
+    assert_eq!(
+        status & (RXD_DD | RXD_EOP | RXD_IXSM),
+        RXD_DD | RXD_EOP | RXD_IXSM
+    );
     assert_eq!(errors, 0);
     let got = r.rx_buf(0, 104);
     assert_eq!(&got[..100], &f[..]);
@@ -180,7 +208,10 @@ fn rx_writes_frame_fcs_and_status() {
     assert_eq!(r.r(RDH), 1);
     assert!(r.irq());
     assert_eq!(r.r(ICR) & INT_RXT0, INT_RXT0);
-    assert_eq!((r.r(GPRC), r.r(TPR), r.r(GORCL), r.r(GORCH)), (1, 1, 104, 0));
+    assert_eq!(
+        (r.r(GPRC), r.r(TPR), r.r(GORCL), r.r(GORCH)),
+        (1, 1, 104, 0)
+    );
     // SECRC strips it; a short frame is padded to 60.
     r.set(RCTL, RCTL_SECRC);
     r.give(&f[..42]);
@@ -213,8 +244,14 @@ fn rx_address_filters() {
     r.give(&frame([0xff; 6], 60, 0));
     assert_eq!((r.r(RDH), r.r(BPRC)), (3, 1), "broadcast with BAM");
     // An exact entry in RA[3].
-    r.w(RA + 24, u32::from_le_bytes([other[0], other[1], other[2], other[3]]));
-    r.w(RA + 28, RAH_AV | u32::from(u16::from_le_bytes([other[4], other[5]])));
+    r.w(
+        RA + 24,
+        u32::from_le_bytes([other[0], other[1], other[2], other[3]]),
+    );
+    r.w(
+        RA + 28,
+        RAH_AV | u32::from(u16::from_le_bytes([other[4], other[5]])),
+    );
     r.give(&frame(other, 60, 0));
     assert_eq!(r.r(RDH), 4);
     r.w(RA + 28, 0);
@@ -235,11 +272,16 @@ fn rx_buffer_sizes_and_long_packets() {
     let mut r = Rig::new();
     r.rx_setup(8, 3 << RCTL_BSIZE_SHIFT | RCTL_SECRC); // 256-byte buffers
     r.give(&frame(MAC, 600, 7));
-    let lens: Vec<_> = (0..3).map(|i| (r.rx_desc(i).0, r.rx_desc(i).2 & RXD_EOP)).collect();
+    let lens: Vec<_> = (0..3)
+        .map(|i| (r.rx_desc(i).0, r.rx_desc(i).2 & RXD_EOP))
+        .collect();
     assert_eq!(lens, vec![(256, 0), (256, 0), (88, RXD_EOP)]);
     assert_eq!(r.rx_buf(2, 88), frame(MAC, 600, 7)[512..]);
     // 1600 bytes is too long without LPE.
-    r.w(RCTL, RCTL_EN | RCTL_SECRC | RCTL_BSEX | 1 << RCTL_BSIZE_SHIFT); // 16 KiB
+    r.w(
+        RCTL,
+        RCTL_EN | RCTL_SECRC | RCTL_BSEX | 1 << RCTL_BSIZE_SHIFT,
+    ); // 16 KiB
     r.give(&frame(MAC, 1600, 1));
     assert_eq!((r.r(RDH), r.r(ROC)), (3, 1));
     r.set(RCTL, RCTL_LPE);
@@ -304,7 +346,10 @@ fn rx_checksum_offload() {
     assert!(tcp_ok(&f));
     r.give(&f);
     let (_, _, status, errors, _) = r.rx_desc(0);
-    assert_eq!(status & (RXD_IPCS | RXD_TCPCS | RXD_IXSM), RXD_IPCS | RXD_TCPCS);
+    assert_eq!(
+        status & (RXD_IPCS | RXD_TCPCS | RXD_IXSM),
+        RXD_IPCS | RXD_TCPCS
+    );
     assert_eq!(errors, 0);
     f[60] ^= 1;
     r.give(&f);
@@ -396,7 +441,15 @@ fn tx_context_checksum_offload() {
     f[50..52].copy_from_slice(&seed.to_be_bytes());
     let a = r.tx_buf(0, &f);
     r.tx_desc(0, context(TUCMD_TCP | TUCMD_IP, 0, 0, 0));
-    r.tx_desc(1, data_desc(a, f.len(), TXD_EOP | TXD_IFCS | TXD_RS, POPTS_IXSM | POPTS_TXSM));
+    r.tx_desc(
+        1,
+        data_desc(
+            a,
+            f.len(),
+            TXD_EOP | TXD_IFCS | TXD_RS,
+            POPTS_IXSM | POPTS_TXSM,
+        ),
+    );
     r.w(TDT, 2);
     let sent = r.wire.sent();
     assert_eq!(sent.len(), 1);
@@ -426,19 +479,39 @@ fn tx_tcp_segmentation() {
     r.tx_desc(0, context(TUCMD_TCP | TUCMD_IP | TXD_TSE, 54, 1000, 2500));
     let opts = POPTS_IXSM | POPTS_TXSM;
     r.tx_desc(1, data_desc(a, 54, TXD_TSE | TXD_IFCS, opts));
-    r.tx_desc(2, data_desc(b, 2500, TXD_TSE | TXD_IFCS | TXD_EOP | TXD_RS, opts));
+    r.tx_desc(
+        2,
+        data_desc(b, 2500, TXD_TSE | TXD_IFCS | TXD_EOP | TXD_RS, opts),
+    );
     r.w(TDT, 3);
     let sent = r.wire.sent();
-    assert_eq!(sent.iter().map(Vec::len).collect::<Vec<_>>(), vec![1054, 1054, 554]);
+    assert_eq!(
+        sent.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![1054, 1054, 554]
+    );
     for (i, s) in sent.iter().enumerate() {
         assert!(tcp_ok(s), "segment {i}");
         let total = u16::from_be_bytes([s[16], s[17]]) as usize;
         assert_eq!(total, s.len() - 14);
-        assert_eq!(u16::from_be_bytes([s[18], s[19]]), 0x1234 + i as u16, "IP id");
-        assert_eq!(u32::from_be_bytes([s[38], s[39], s[40], s[41]]), 4096 + 1000 * i as u32);
+        assert_eq!(
+            u16::from_be_bytes([s[18], s[19]]),
+            0x1234 + i as u16,
+            "IP id"
+        );
+        assert_eq!(
+            u32::from_be_bytes([s[38], s[39], s[40], s[41]]),
+            4096 + 1000 * i as u32
+        );
         let flags = s[47];
-        assert_eq!(flags & 0x09, if i == 2 { 0x09 } else { 0 }, "FIN/PSH last only");
-        assert_eq!(s[54..], f[54 + 1000 * i..(54 + 1000 * (i + 1)).min(f.len())]);
+        assert_eq!(
+            flags & 0x09,
+            if i == 2 { 0x09 } else { 0 },
+            "FIN/PSH last only"
+        );
+        assert_eq!(
+            s[54..],
+            f[54 + 1000 * i..(54 + 1000 * (i + 1)).min(f.len())]
+        );
     }
     assert_eq!((r.r(TSCTC), r.r(TPT)), (1, 3));
     assert_eq!(r.tx_status(2) & TXD_STAT_DD, TXD_STAT_DD);
@@ -496,9 +569,16 @@ fn tx_interrupt_delay() {
     r.w(TIDV, 10);
     r.tx_setup(8);
     let a = r.tx_buf(0, &frame(PEER, 60, 0));
-    r.tx_desc(0, legacy(a, 60, TXD_EOP | TXD_IFCS | TXD_RS | TXD_IDE, 0, 0, 0));
+    r.tx_desc(
+        0,
+        legacy(a, 60, TXD_EOP | TXD_IFCS | TXD_RS | TXD_IDE, 0, 0, 0),
+    );
     r.w(TDT, 1);
-    assert_eq!(r.tx_status(0) & TXD_STAT_DD, TXD_STAT_DD, "written back now");
+    assert_eq!(
+        r.tx_status(0) & TXD_STAT_DD,
+        TXD_STAT_DD,
+        "written back now"
+    );
     assert!(!r.irq(), "TXDW delayed");
     assert_eq!(r.dev.next_deadline(), Some(Duration::from_nanos(10_240)));
     r.clock.advance(Duration::from_nanos(10_240));

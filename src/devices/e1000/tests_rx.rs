@@ -217,4 +217,3 @@ fn rx_delay_timers_and_threshold() {
     r.w(RDTR, 1000 | RDTR_FPD);
     assert_eq!(r.r(ICR), INT_RXT0);
 }
-

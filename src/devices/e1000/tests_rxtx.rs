@@ -182,4 +182,3 @@ pub(super) fn context(tucmd: u8, hdrlen: u8, mss: u16, paylen: u32) -> [u8; 16] 
     d[14..].copy_from_slice(&mss.to_le_bytes());
     d
 }
-

@@ -68,3 +68,61 @@ fn timer_source(dev: SharedE1000, clock: HostMonotonic) -> std::io::Result<Input
         space: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    use super::*;
+    use crate::devices::e1000::regs::{ICR, ICS, IMS, INT_TXDW, ITR};
+    use crate::devices::pci::PciDevice;
+    use crate::devices::IrqLine;
+
+    #[derive(Default)]
+    struct Level(AtomicBool);
+    impl IrqLine for Level {
+        fn set_level(&self, high: bool) {
+            self.0.store(high, Ordering::Relaxed);
+        }
+    }
+
+    /// The throttled interrupt comes out when the timerfd fires and the loop calls
+    /// the source.
+    #[test]
+    fn timerfd_releases_a_throttled_interrupt() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        let clock = HostMonotonic::new();
+        let dev = Arc::new(Mutex::new(E1000::new(
+            [2, 0, 0, 0, 0, 1],
+            None,
+            mem,
+            Box::new(clock),
+        )));
+        let line = Arc::new(Level::default());
+        let mut src = timer_source(dev.clone(), clock).unwrap();
+        {
+            let mut d = lock(&dev);
+            d.set_intx_line(line.clone());
+            let w = |d: &mut E1000, off: u32, v: u32| d.bar_write(0, off.into(), &v.to_le_bytes());
+            w(&mut d, ITR, 40_000); // 10.24 ms
+            w(&mut d, IMS, INT_TXDW);
+            w(&mut d, ICS, INT_TXDW);
+            let mut b = [0u8; 4];
+            d.bar_read(0, ICR.into(), &mut b);
+            w(&mut d, ICS, INT_TXDW);
+        }
+        assert!(!line.0.load(Ordering::Relaxed), "held back by ITR");
+        let mut p = libc::pollfd {
+            fd: src.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, 1000) };
+        assert_eq!(n, 1, "the timerfd fired");
+        assert_eq!((src.on_readable)(), Input::Open);
+        assert!(line.0.load(Ordering::Relaxed), "released");
+    }
+}

@@ -122,6 +122,23 @@ static const struct num_option num_options[] = {
 	{ "tickms", &opt.tick_ms, 0, 1, 10000 },
 };
 
+/* Options taking one of a few words: the word's index (or codes[index]) is stored. */
+struct word_option {
+	const char *name;
+	u32 *dst;
+	const char *words[4];
+	const u32 *codes;
+};
+
+static const u32 exit_codes[] = { EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
+
+static const struct word_option word_options[] = {
+	{ "vga", &opt.vga, { "0", "text", "gfx" }, NULL },
+	{ "nic", &opt.nic, { "auto", "virtio", "e1000" }, NULL },
+	{ "virtirq", &opt.virt_irq, { "poll", "msix", "intx" }, NULL },
+	{ "exit", &opt.exit_mode, { "poweroff", "triple", "reset", "halt" }, exit_codes },
+};
+
 static void apply_option(const char *w, usize n)
 {
 	usize k = 0;
@@ -134,32 +151,13 @@ static void apply_option(const char *w, usize n)
 	const char *val = w + k + 1;
 	usize vn = n - k - 1;
 
-	if (word_is(w, k, "vga")) {
-		static const char *const modes[] = { "0", "text", "gfx" };
-		for (u32 i = 0; i < ARRAY_LEN(modes); i++)
-			if (word_is(val, vn, modes[i])) {
-				opt.vga = i;
-				return;
-			}
-		bad_option(w, n, "invalid");
-		return;
-	}
-	if (word_is(w, k, "virtirq")) {
-		static const char *const modes[] = { "poll", "msix", "intx" };
-		for (u32 i = 0; i < ARRAY_LEN(modes); i++)
-			if (word_is(val, vn, modes[i])) {
-				opt.virt_irq = i;
-				return;
-			}
-		bad_option(w, n, "invalid");
-		return;
-	}
-	if (word_is(w, k, "exit")) {
-		static const char *const modes[] = { "poweroff", "triple", "reset", "halt" };
-		static const u32 codes[] = { EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_HALT };
-		for (u32 i = 0; i < ARRAY_LEN(modes); i++)
-			if (word_is(val, vn, modes[i])) {
-				opt.exit_mode = codes[i];
+	for (u32 i = 0; i < ARRAY_LEN(word_options); i++) {
+		const struct word_option *o = &word_options[i];
+		if (!word_is(w, k, o->name))
+			continue;
+		for (u32 v = 0; v < 4 && o->words[v]; v++)
+			if (word_is(val, vn, o->words[v])) {
+				*o->dst = o->codes ? o->codes[v] : v;
 				return;
 			}
 		bad_option(w, n, "invalid");

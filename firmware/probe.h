@@ -188,8 +188,30 @@ int acpi_sci_low(void);
 void idle_loop(void);
 void idle_isr(u64 vector);
 
-/* ---- virtio_net.c ---- */
+/* ---- net.c: the network tests over a NIC driver (virtio_net.c, e1000.c) ---- */
+#define NET_RXQ 32
+#define NET_TXQ 32
+#define NET_BUF 2048
+enum { NIC_AUTO, NIC_VIRTIO, NIC_E1000 };
+/* A polled NIC: transmit slot i owns buffer i. */
+struct nic {
+	int (*tx_slot)(u8 **buf);          /* next free slot and its frame buffer, or -1 */
+	u8 *(*tx_buf)(u32 i);              /* slot i's frame buffer */
+	void (*tx_post)(int i, u32 len);   /* queue slot i's frame (no notification) */
+	void (*tx_kick)(void);             /* tell the NIC about queued frames */
+	int (*tx_idle)(void);              /* every queued frame sent (reaps) */
+	int (*rx_poll)(const u8 **f, u32 *len); /* a received frame's slot, or -1 */
+	void (*rx_release)(int i);         /* give slot i back to the NIC */
+};
+extern u8 net_rx_bufs[NET_RXQ][NET_BUF];
+extern u8 net_tx_bufs[NET_TXQ][NET_BUF];
+extern u8 net_ring_mem[2][4096];
 void net_report(void);
+void net_copy(void *d, const void *s, usize n);
+void net_fill(void *d, u8 v, usize n);
+void out_mac(const char *key, const u8 *m);
+const struct nic *virtio_net_open(u8 *mac); /* reports the `net` line; NULL: none/failed */
+const struct nic *e1000_open(u8 *mac);
 
 /* ---- pci.c: configuration mechanism #1, bus scan (bdf = bus << 8 | dev << 3 | fn) ---- */
 void pci_report(void);
@@ -228,6 +250,10 @@ struct vbuf {
 	u32 len;
 	u32 write; /* device-writable */
 };
+#define PCI_ID_E1000 0x100e8086u /* device << 16 | vendor */
+int pcifn_find(u32 id, u32 nth, u32 *bdf); /* a recorded function (virtio, e1000) */
+u64 pcifn_bar(u32 bdf, u32 bar);           /* memory BAR address, placed if unassigned */
+void pcifn_describe(u32 bdf);              /* pci@BB:SS.F */
 int vdev_find(u32 type, u32 nth, struct vdev *d);
 void vdev_describe(const struct vdev *d);
 u64 vdev_init(struct vdev *d, u64 want); /* accepted features, ~0 if refused */
@@ -276,7 +302,8 @@ struct options {
 	u32 fwcfg;       /* 0 off, 1 on, 2 (default) on unless quick=1 */
 	u32 rtc;         /* report the CMOS RTC's time (not with quick=1) */
 	u32 acpi;        /* find and walk the ACPI tables */
-	u32 net;         /* virtio-net report (default 1) */
+	u32 net;         /* NIC report (default 1) */
+	u32 nic;         /* nic=auto|virtio|e1000: which NIC model the net tests use (NIC_*) */
 	u32 net_send;    /* netsend=N: broadcast N test frames */
 	u32 net_recv;    /* netrecv=N: wait for N test frames from another MAC */
 	u32 net_echo;    /* netecho=N: answer N test frames back to their sender */

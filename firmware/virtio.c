@@ -8,7 +8,8 @@
  *
  * PCI: every bus is scanned; bridges without a secondary bus number are numbered
  * depth-first in slot order (as pci.c and SeaBIOS do) and get a memory window
- * around the BARs assigned behind them.
+ * around the BARs assigned behind them. The scan also records the e1000 NICs
+ * (8086:100E) for e1000.c: pcifn_find / pcifn_bar / pcifn_describe.
  *
  * Polled by default (VIRTQ_AVAIL_F_NO_INTERRUPT, spin on the used index); with
  * d->irq set (virtio_irq.c) the queue asks for interrupts (MSI-X vector 0 or INTx).
@@ -146,8 +147,8 @@ static void vpci_scan(u32 bus, u32 depth)
 				continue;
 			}
 			u32 hdr = (pci_cfg_read(bdf, 0x0c) >> 16) & 0xff;
-			if ((id & 0xffff) == 0x1af4 && (id >> 16) >= 0x1041 && (id >> 16) <= 0x107f &&
-			    vpci_count < VPCI_MAX) {
+			int virtio = (id & 0xffff) == 0x1af4 && (id >> 16) >= 0x1041 && (id >> 16) <= 0x107f;
+			if ((virtio || id == PCI_ID_E1000) && vpci_count < VPCI_MAX) {
 				vpci_found[vpci_count++] = bdf;
 				vpci_assign(bdf);
 			}
@@ -185,6 +186,37 @@ static void vpci_scan(u32 bus, u32 depth)
 	}
 }
 
+/* Scans every bus once. -1 when there is no PCI. */
+static int vpci_enumerate(void)
+{
+	if (!vpci_done) {
+		outl(0xcf8, 0x80000000u);
+		if (inl(0xcf8) != 0x80000000u)
+			return -1; /* no PCI */
+		vpci_done = 1;
+		vpci_scan(0, 0);
+	}
+	return 0;
+}
+
+int pcifn_find(u32 id, u32 nth, u32 *bdf)
+{
+	if (vpci_enumerate() < 0)
+		return -1;
+	for (u32 i = 0; i < vpci_count; i++) {
+		if (pci_cfg_read(vpci_found[i], 0) != id || nth--)
+			continue;
+		*bdf = vpci_found[i];
+		return 0;
+	}
+	return -1;
+}
+
+u64 pcifn_bar(u32 bdf, u32 bar)
+{
+	return pci_bar(bdf, bar);
+}
+
 int vdev_find(u32 type, u32 nth, struct vdev *d)
 {
 	memset(d, 0, sizeof(*d));
@@ -203,15 +235,8 @@ int vdev_find(u32 type, u32 nth, struct vdev *d)
 			return 0;
 		}
 	}
-	if (!opt.virtio_pci)
+	if (!opt.virtio_pci || vpci_enumerate() < 0)
 		return -1;
-	if (!vpci_done) {
-		outl(0xcf8, 0x80000000u);
-		if (inl(0xcf8) != 0x80000000u)
-			return -1; /* no PCI */
-		vpci_done = 1;
-		vpci_scan(0, 0);
-	}
 	for (u32 i = 0; i < vpci_count; i++) {
 		u32 bdf = vpci_found[i];
 		if ((pci_cfg_read(bdf, 0) >> 16) != 0x1040 + type || nth--)
@@ -229,15 +254,20 @@ static void out_hex2(u32 v)
 	out_char("0123456789abcdef"[v & 0xf]);
 }
 
+void pcifn_describe(u32 bdf)
+{
+	out_str("pci@");
+	out_hex2(bdf >> 8);
+	out_char(':');
+	out_hex2((bdf >> 3) & 0x1f);
+	out_char('.');
+	out_char((char)('0' + (bdf & 7)));
+}
+
 void vdev_describe(const struct vdev *d)
 {
 	if (d->pci) {
-		out_str("pci@");
-		out_hex2(d->bdf >> 8);
-		out_char(':');
-		out_hex2((d->bdf >> 3) & 0x1f);
-		out_char('.');
-		out_char((char)('0' + (d->bdf & 7)));
+		pcifn_describe(d->bdf);
 	} else {
 		out_str("mmio@");
 		out_hex(d->base);

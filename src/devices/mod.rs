@@ -43,8 +43,10 @@ impl IrqLine for NoIrq {
 }
 pub mod cmos;
 pub mod debugcon;
+pub mod e1000;
 pub mod fw_cfg;
 pub mod i8042;
+pub mod nic;
 pub mod pci;
 pub mod pm;
 pub mod post;

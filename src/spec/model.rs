@@ -344,12 +344,15 @@ pub enum NicBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NicModel {
     VirtioNet,
+    /// The Intel 82540EM (a PCI card: pc and q35 only).
+    E1000,
 }
 
 impl NicModel {
     pub fn name(self) -> &'static str {
         match self {
             NicModel::VirtioNet => "virtio-net",
+            NicModel::E1000 => "e1000",
         }
     }
 }

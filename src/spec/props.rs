@@ -212,18 +212,10 @@ pub(super) fn device_kind(
                 switch,
             },
         ) => {
+            // (The schema allows only these; on a board without PCI the plan pass
+            // already refused an e1000.)
             let model = match model {
-                // (On a board without PCI the plan pass already refused it.)
-                Some(mo) if mo.value != "virtio-net" && p.on_pci() => {
-                    diags.push(
-                        Diagnostic::new(
-                            &mo.loc,
-                            format!("NIC model \"{}\" is not emulated yet", mo.value),
-                        )
-                        .label("use model = \"virtio-net\""),
-                    );
-                    NicModel::VirtioNet
-                }
+                Some(mo) if mo.value == "e1000" && p.on_pci() => NicModel::E1000,
                 _ => NicModel::VirtioNet,
             };
             let mac = match mac {

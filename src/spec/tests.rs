@@ -281,8 +281,26 @@ fn typed_kinds() {
     );
     let (_, l) = s.pm().unwrap();
     assert_eq!((l.gpe0_offset, l.s5_typ), (0x20, 7));
-    let (msg, _) = error("[[device]]\nid = \"n\"\nkind = \"nic\"\nmodel = \"e1000\"\n");
-    assert!(msg.contains("not emulated yet"), "{msg}");
+    for board in ["pc", "q35"] {
+        let s = spec(&format!(
+            "[machine]\nboard = \"{board}\"\n[[device]]\nid = \"n\"\nkind = \"nic\"\nmodel = \"e1000\"\n"
+        ));
+        assert!(
+            matches!(
+                dev(&s, "n").kind,
+                DeviceKind::Nic {
+                    model: NicModel::E1000,
+                    ..
+                }
+            ),
+            "{board}"
+        );
+        assert!(dev(&s, "n").pci.is_some(), "{board}: on PCI");
+    }
+    let (msg, _) = error(
+        "[machine]\nboard = \"microvm\"\n[[device]]\nid = \"n\"\nkind = \"nic\"\nmodel = \"e1000\"\n",
+    );
+    assert!(msg.contains("is a PCI card"), "{msg}");
 }
 
 #[test]

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
+pub mod net;
+
 /// A prerequisite of a test (`/dev/kvm`, a tool, a package's file). Present: true.
 /// Missing: under `CI=true` the test fails with `why` (CI must not pass tests that did
 /// not run); elsewhere it says `skipped: why` on stderr and returns false.

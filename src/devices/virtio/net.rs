@@ -73,14 +73,7 @@ fn inc(c: &AtomicU64, by: u64) {
     c.fetch_add(by, Ordering::Relaxed);
 }
 
-/// What [`NetRx::pump`] left behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RxState {
-    /// The backend may have more (batch limit) or is empty: keep polling its fd.
-    Open,
-    /// A frame waits for a receive buffer: poll the waker, not the fd.
-    NoBuffers,
-}
+pub use crate::devices::nic::RxState;
 
 struct Running {
     mem: GuestMemoryMmap,
@@ -385,6 +378,18 @@ impl NetRx {
             }
         }
         (RxState::Open, used, Ok(()))
+    }
+}
+
+impl crate::devices::nic::NicRx for NetRx {
+    fn fd(&self) -> Option<std::os::fd::RawFd> {
+        NetRx::fd(self)
+    }
+    fn set_waker(&self, wake: Box<dyn Fn() + Send>) {
+        NetRx::set_waker(self, wake)
+    }
+    fn pump(&self) -> RxState {
+        NetRx::pump(self)
     }
 }
 

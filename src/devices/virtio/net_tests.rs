@@ -1,9 +1,6 @@
-use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::AtomicU32;
 
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::eventfd::EventFd;
 
 use super::*;
 use crate::devices::virtio::mmio::{reg, MmioTransport};
@@ -11,46 +8,7 @@ use crate::devices::virtio::testutil::{memory, mmio_init, r32, w32, Ring};
 use crate::devices::virtio::{F_EVENT_IDX, F_VERSION_1, STATUS_NEEDS_RESET};
 use crate::devices::{BusDevice, IrqLine};
 
-/// A backend whose wire is two queues the test looks at.
-#[derive(Clone)]
-struct Fake {
-    inbox: Arc<Mutex<VecDeque<Vec<u8>>>>,
-    sent: Arc<Mutex<Vec<Vec<u8>>>>,
-    fd: Arc<EventFd>,
-}
-
-impl Fake {
-    fn new() -> Self {
-        Self {
-            inbox: Default::default(),
-            sent: Default::default(),
-            fd: Arc::new(EventFd::new(0).unwrap()),
-        }
-    }
-    fn give(&self, f: &[u8]) {
-        self.inbox.lock().unwrap().push_back(f.to_vec());
-    }
-    fn sent(&self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut *self.sent.lock().unwrap())
-    }
-}
-
-impl NetBackend for Fake {
-    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        self.sent.lock().unwrap().push(frame.to_vec());
-        Ok(())
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-        Ok(self.inbox.lock().unwrap().pop_front().map(|f| {
-            let n = f.len().min(buf.len());
-            buf[..n].copy_from_slice(&f[..n]);
-            n
-        }))
-    }
-    fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+pub(super) use crate::testing::FakeNet as Fake;
 
 #[derive(Default)]
 struct Count(AtomicU32);

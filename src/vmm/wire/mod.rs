@@ -2,6 +2,7 @@
 //! needs (its backend, its interrupt lines, its clock). One small module per family of
 //! devices; what the running machine keeps of them is [`Devices`].
 
+mod e1000;
 mod legacy;
 mod pci;
 mod serial;
@@ -22,7 +23,7 @@ use crate::devices::pm::{Pm, VmClock};
 use crate::devices::post::PostStats;
 use crate::devices::vga::pci::StdVga;
 use crate::devices::{BusDevice, IrqLine};
-use crate::spec::{DeviceKind, DeviceSpec, IoRange, MachineSpec, MmioRange};
+use crate::spec::{DeviceKind, DeviceSpec, IoRange, MachineSpec, MmioRange, NicModel};
 
 pub use serial::ChardevInfo;
 
@@ -201,6 +202,11 @@ pub fn wire(
             DeviceKind::Vga { vram } => {
                 out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &out)?)
             }
+            DeviceKind::Nic {
+                model: NicModel::E1000,
+                mac,
+                backend,
+            } => e1000::nic(vm, d, mac, backend, &mut out)?,
             DeviceKind::Nic { mac, backend, .. } => {
                 if let Some(source) = virtio::nic(vm, mmio, d, mac, backend, &out)? {
                     out.sources.push(source);

@@ -70,7 +70,7 @@ pub(super) fn disk(
     )
 }
 
-fn open_backend(
+pub(super) fn open_backend(
     d: &DeviceSpec,
     mac: &[u8; 6],
     backend: &NicBackend,
@@ -104,10 +104,12 @@ pub(super) fn nic(
     net_rx_source(rx)
 }
 
-/// The event loop's side of a NIC: pump frames in while the guest has buffers; the
-/// waker rings when the driver's receive-queue kick gives buffers back.
-fn net_rx_source(rx: crate::devices::virtio::net::NetRx) -> Result<Option<InputSource>, WireError> {
-    use crate::devices::virtio::net::RxState;
+/// The event loop's side of a NIC (either model): pump frames in while the guest has
+/// buffers; the waker rings when the driver gives buffers back.
+pub(super) fn net_rx_source(
+    rx: impl crate::devices::nic::NicRx + 'static,
+) -> Result<Option<InputSource>, WireError> {
+    use crate::devices::nic::RxState;
     let Some(fd) = rx.fd() else {
         return Ok(None);
     };

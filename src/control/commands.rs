@@ -108,6 +108,14 @@ pub static COMMANDS: &[Command] = &[
     cmd("system_powerdown", &[], |c, _| done(c.target.powerdown())),
     cmd("system_reset", &[], |c, _| done(c.target.reset())),
     cmd("inject-nmi", &[], |c, _| done(c.target.inject_nmi())),
+    cmd(
+        "set_link",
+        &[
+            arg("name", ArgType::Str, false),
+            arg("up", ArgType::Bool, false),
+        ],
+        set_link,
+    ),
     cmd("quit", &[], |c, _| {
         c.target.quit();
         Ok(Json::empty())
@@ -265,6 +273,12 @@ fn query_commands(_: &mut Ctx, _: &Args) -> Result<Json, QmpError> {
             .map(|c| Json::object([("name", Json::from(c.name))]))
             .collect(),
     ))
+}
+
+fn set_link(c: &mut Ctx, args: &Args) -> Result<Json, QmpError> {
+    let name = args.str("name").unwrap_or("");
+    let up = matches!(args.get("up"), Some(Json::Bool(true)));
+    done(c.target.set_link(name, up))
 }
 
 fn query_status(c: &mut Ctx, _: &Args) -> Result<Json, QmpError> {

@@ -139,6 +139,11 @@ pub trait ControlTarget: Send + Sync {
     fn chardevs(&self) -> Vec<ChardevInfo>;
     /// Guest RAM in bytes (`query-memory-size-summary`).
     fn memory_size(&self) -> u64;
+    /// Plugs or pulls the cable of the NIC whose id is `name` (`set_link`).
+    fn set_link(&self, name: &str, up: bool) -> Result<(), ControlError> {
+        let _ = up;
+        Err(ControlError::Failed(format!("Device '{name}' not found")))
+    }
     /// Sends an NMI to every vCPU (`inject-nmi`).
     fn inject_nmi(&self) -> Result<(), ControlError> {
         Err(ControlError::Failed(

@@ -24,3 +24,11 @@ pub trait NicRx: Send {
     /// Moves waiting frames from the backend into the device.
     fn pump(&self) -> RxState;
 }
+
+/// A NIC's cable, for cable pulls (QMP `set_link`, `vmrun lab link`): the guest sees
+/// carrier loss as the model shows it (virtio-net link status with a configuration
+/// interrupt, the e1000's STATUS.LU and LSC) and frames stop both ways.
+pub trait NicLink: Send + Sync {
+    fn set_link(&self, up: bool);
+    fn link_up(&self) -> bool;
+}

@@ -39,6 +39,7 @@ pub struct ControlParts {
     pub pm: Option<Arc<Mutex<Pm>>>,
     pub rtc: Option<RtcControl>,
     pub clock: VmClock,
+    pub nics: Vec<(String, Arc<dyn crate::devices::nic::NicLink>)>,
 }
 
 struct RunState {
@@ -276,6 +277,14 @@ impl ControlTarget for MachineControl {
 
     fn memory_size(&self) -> u64 {
         self.parts.spec.memory.size
+    }
+
+    fn set_link(&self, name: &str, up: bool) -> Result<(), ControlError> {
+        let (_, nic) = (self.parts.nics.iter())
+            .find(|(id, _)| id == name)
+            .ok_or_else(|| ControlError::Failed(format!("Device '{name}' not found")))?;
+        nic.set_link(up);
+        Ok(())
     }
 
     fn inject_nmi(&self) -> Result<(), ControlError> {

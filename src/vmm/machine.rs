@@ -107,6 +107,7 @@ impl Machine {
             pm: self.devices.pm.clone(),
             rtc: self.devices.rtc.clone(),
             clock: self.devices.clock.clone(),
+            nics: self.devices.nics.clone(),
         };
         MachineControl::new(parts, events)
     }

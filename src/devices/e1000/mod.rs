@@ -367,6 +367,15 @@ fn lock(d: &Mutex<E1000>) -> std::sync::MutexGuard<'_, E1000> {
 #[derive(Clone)]
 pub struct E1000Rx(pub SharedE1000);
 
+impl crate::devices::nic::NicLink for E1000Rx {
+    fn set_link(&self, up: bool) {
+        lock(&self.0).set_link(up)
+    }
+    fn link_up(&self) -> bool {
+        lock(&self.0).link_up()
+    }
+}
+
 impl NicRx for E1000Rx {
     fn fd(&self) -> Option<RawFd> {
         lock(&self.0).backend.as_ref().map(|b| b.fd())

@@ -381,6 +381,15 @@ impl NetRx {
     }
 }
 
+impl crate::devices::nic::NicLink for NetRx {
+    fn set_link(&self, up: bool) {
+        NetRx::set_link(self, up)
+    }
+    fn link_up(&self) -> bool {
+        NetRx::link_up(self)
+    }
+}
+
 impl crate::devices::nic::NicRx for NetRx {
     fn fd(&self) -> Option<std::os::fd::RawFd> {
         NetRx::fd(self)

@@ -30,6 +30,8 @@ pub(super) fn nic(
     super::pci::add(out, d, dev.clone())?;
     out.sources
         .push(timer_source(dev.clone(), clock).map_err(WireError::EventFd)?);
+    out.nics
+        .push((d.id.clone(), Arc::new(E1000Rx(dev.clone()))));
     out.sources
         .extend(super::virtio::net_rx_source(E1000Rx(dev))?);
     Ok(())

@@ -102,6 +102,8 @@ pub struct Devices {
     pub clock: VmClock,
     /// Every serial port's backend, for `query-chardev`.
     pub chardevs: Vec<ChardevInfo>,
+    /// Every NIC's cable, by device id.
+    pub nics: Vec<(String, Arc<dyn crate::devices::nic::NicLink>)>,
 }
 
 pub(super) fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
@@ -173,6 +175,7 @@ pub fn wire(
         rtc: None,
         clock: VmClock::new(),
         chardevs: Vec::new(),
+        nics: Vec::new(),
     };
     for d in &spec.devices {
         match &d.kind {
@@ -208,7 +211,7 @@ pub fn wire(
                 backend,
             } => e1000::nic(vm, d, mac, backend, &mut out)?,
             DeviceKind::Nic { mac, backend, .. } => {
-                if let Some(source) = virtio::nic(vm, mmio, d, mac, backend, &out)? {
+                if let Some(source) = virtio::nic(vm, mmio, d, mac, backend, &mut out)? {
                     out.sources.push(source);
                 }
             }

@@ -96,11 +96,13 @@ pub(super) fn nic(
     d: &DeviceSpec,
     mac: &[u8; 6],
     backend: &NicBackend,
-    out: &Devices,
+    out: &mut Devices,
 ) -> Result<Option<InputSource>, WireError> {
     use crate::devices::virtio::net::Net;
     let (net, rx) = Net::new(*mac, open_backend(d, mac, backend)?);
     transport(vm, mmio, d, Box::new(net), CLASS_ETHERNET, out)?;
+    out.nics
+        .push((d.id.clone(), std::sync::Arc::new(rx.clone())));
     net_rx_source(rx)
 }
 

@@ -1,0 +1,12 @@
+//! The lab switch (`vmrun switch --config FILE`): one process that serves every link
+//! and LAN of a lab.
+pub mod capture;
+pub mod config;
+pub mod counters;
+pub mod engine;
+pub mod frame;
+pub mod impair;
+pub mod mac;
+pub mod proto;
+pub mod rng;
+pub mod units;

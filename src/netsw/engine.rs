@@ -38,6 +38,10 @@ pub trait Wire {
     fn send(&mut self, frame: &[u8], now: Duration) -> io::Result<Sent>;
     /// Whether a peer is there to send to.
     fn connected(&self) -> bool;
+    /// The switch's end and the node's, for status.
+    fn endpoints(&self) -> (String, String) {
+        (String::new(), String::new())
+    }
 }
 
 pub struct Port<W> {

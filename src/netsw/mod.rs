@@ -10,3 +10,8 @@ pub mod mac;
 pub mod proto;
 pub mod rng;
 pub mod units;
+pub mod client;
+pub mod control;
+pub mod run;
+pub mod status;
+pub mod wire;

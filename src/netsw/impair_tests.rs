@@ -28,7 +28,7 @@ fn tag(f: &Frame) -> u32 {
 fn run(sh: &mut Shaper, n: u32, gap: Duration, len: usize, c: &mut PortCounters) -> Vec<(Duration, u32)> {
     let mut pool = Pool::default();
     let mut out = Vec::new();
-    let mut pop_until = |sh: &mut Shaper, now: Duration, out: &mut Vec<(Duration, u32)>| {
+    let pop_until = |sh: &mut Shaper, now: Duration, out: &mut Vec<(Duration, u32)>| {
         while let Some(t) = sh.next_due().filter(|t| *t <= now) {
             if sh.due(t) {
                 let f = sh.pop().unwrap();

@@ -99,8 +99,7 @@ impl NetBackend for Dgram {
                 Sent::NoPeer => return Err(io::ErrorKind::NotConnected.into()),
                 Sent::Full => {
                     let left = PATIENCE.saturating_sub(start.elapsed());
-                    if self.congested || left.is_zero() || !wait_writable(self.sock.fd(), left)
-                    {
+                    if self.congested || left.is_zero() || !wait_writable(self.sock.fd(), left) {
                         self.congested = true;
                         return Err(io::ErrorKind::WouldBlock.into());
                     }

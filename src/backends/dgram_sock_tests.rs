@@ -67,7 +67,10 @@ fn unix_pair_both_ways_and_sockets_0600() {
     assert_eq!(drain(&mut b), vec![b"one".to_vec()]);
     assert_eq!(drain(&mut a), vec![b"two".to_vec()]);
     let mode = std::fs::metadata(d.join("a")).unwrap().permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     drop((a, b));
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
     std::fs::remove_dir(&d).unwrap();

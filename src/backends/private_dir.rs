@@ -220,7 +220,10 @@ mod tests {
         std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
         let e = ensure_private_dir(&d).unwrap_err();
-        assert!(matches!(e, PrivateDirError::NotOwned { owner: 65534, .. }), "{e}");
+        assert!(
+            matches!(e, PrivateDirError::NotOwned { owner: 65534, .. }),
+            "{e}"
+        );
         std::fs::remove_dir(&d).unwrap();
     }
 }

@@ -32,11 +32,11 @@
 //! process instead (`crate::netsw`, NICs with `backend = "dgram"`).
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
@@ -404,7 +404,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = SwitchPort::open(&dir, mac(1)).unwrap_err();
-        assert!(e.to_string().contains("writable by group and others"), "{e}");
+        assert!(
+            e.to_string().contains("writable by group and others"),
+            "{e}"
+        );
         std::fs::remove_dir(&dir).unwrap();
         let long = std::env::temp_dir().join("x".repeat(100));
         assert!(matches!(

@@ -58,10 +58,16 @@ pub enum Target {
 
 #[derive(Debug)]
 pub enum Sink {
-    File { path: PathBuf, w: BufWriter<File> },
+    File {
+        path: PathBuf,
+        w: BufWriter<File>,
+    },
     /// Bytes for the control client: `buf[sent..]` are not written out yet (see
     /// [`Tap::stream_bytes`]).
-    Stream { buf: Vec<u8>, sent: usize },
+    Stream {
+        buf: Vec<u8>,
+        sent: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -313,13 +319,29 @@ mod tests {
     fn pcap_and_pcapng_layouts() {
         let f = [0xabu8; 61];
         let ts = Duration::new(1_700_000_000, 123_456_789);
-        let mut t = Tap::new(1, Target::Port(4), Format::Pcap, vec![4], &["a"], Tap::stream_sink()).unwrap();
+        let mut t = Tap::new(
+            1,
+            Target::Port(4),
+            Format::Pcap,
+            vec![4],
+            &["a"],
+            Tap::stream_sink(),
+        )
+        .unwrap();
         t.record(4, Dir::FromNode, &f, ts);
         let b = t.stream_bytes();
         assert_eq!(b.len(), 24 + 16 + 61);
         assert_eq!(&b[24..28], &1_700_000_000u32.to_le_bytes());
         assert_eq!(&b[28..32], &123_456u32.to_le_bytes());
-        let mut t = Tap::new(2, Target::Net(0), Format::Pcapng, vec![3, 4], &["a:n0", "bb"], Tap::stream_sink()).unwrap();
+        let mut t = Tap::new(
+            2,
+            Target::Net(0),
+            Format::Pcapng,
+            vec![3, 4],
+            &["a:n0", "bb"],
+            Tap::stream_sink(),
+        )
+        .unwrap();
         let head = t.stream_bytes().len();
         t.record(4, Dir::ToNode, &f, ts);
         let b = &t.stream_bytes()[head..];
@@ -337,7 +359,15 @@ mod tests {
 
     #[test]
     fn a_slow_stream_drops_instead_of_growing() {
-        let mut t = Tap::new(1, Target::Port(0), Format::Pcap, vec![0], &["p"], Tap::stream_sink()).unwrap();
+        let mut t = Tap::new(
+            1,
+            Target::Port(0),
+            Format::Pcap,
+            vec![0],
+            &["p"],
+            Tap::stream_sink(),
+        )
+        .unwrap();
         for _ in 0..5000 {
             t.record(0, Dir::FromNode, &[0u8; 1514], Duration::ZERO);
         }

@@ -312,7 +312,10 @@ mod tests {
         let c: Config = serde_json::from_str(DOC).unwrap();
         let p = c.plan(Path::new("/lab")).unwrap();
         assert_eq!(p.control, Path::new("/lab/ctl.sock"));
-        assert_eq!((p.seed, p.queue, p.stall), (5, DEFAULT_QUEUE, DEFAULT_STALL));
+        assert_eq!(
+            (p.seed, p.queue, p.stall),
+            (5, DEFAULT_QUEUE, DEFAULT_STALL)
+        );
         let l = &p.nets[0];
         assert_eq!(l.kind, NetKind::Link);
         assert_eq!(l.impair.as_ref().unwrap().delay, Duration::from_millis(20));
@@ -321,7 +324,10 @@ mod tests {
         assert_eq!(l.ports[1].remote, Endpoint::Udp("127.0.0.1:7001".into()));
         assert!(l.ports[0].up && !l.ports[1].up);
         assert_eq!(p.nets[1].ageing, Duration::from_secs(10));
-        assert_eq!(p.nets[1].ports[0].impair.as_ref().unwrap().rate, Some(10_000_000));
+        assert_eq!(
+            p.nets[1].ports[0].impair.as_ref().unwrap().rate,
+            Some(10_000_000)
+        );
         // The JSON written back reads the same.
         let again: Config = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(again, c);

@@ -156,7 +156,10 @@ impl Control {
                 }
             }
         }
-        let Some(tap) = c.tap.and_then(|id| engine.taps.iter_mut().find(|t| t.id == id)) else {
+        let Some(tap) = c
+            .tap
+            .and_then(|id| engine.taps.iter_mut().find(|t| t.id == id))
+        else {
             return;
         };
         if !c.out.is_empty() || tap.stream_bytes().is_empty() {
@@ -202,7 +205,13 @@ fn handle<W: Wire>(
 ) -> (Response, Option<u64>, Action) {
     let req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
-        Err(e) => return (Response::err(format!("bad request: {e}")), None, Action::None),
+        Err(e) => {
+            return (
+                Response::err(format!("bad request: {e}")),
+                None,
+                Action::None,
+            )
+        }
     };
     let r = match req {
         Request::Status => Ok(Response {
@@ -238,8 +247,9 @@ fn handle<W: Wire>(
             None => Err(format!("no capture {id}")),
         },
         Request::CaptureStream { target: t, format } => {
-            let r = target(engine, &t)
-                .and_then(|t| started(engine.add_tap(t, format.unwrap_or_default(), Tap::stream_sink())));
+            let r = target(engine, &t).and_then(|t| {
+                started(engine.add_tap(t, format.unwrap_or_default(), Tap::stream_sink()))
+            });
             let id = r.as_ref().ok().and_then(|r| r.id);
             return (r.unwrap_or_else(Response::err), id, Action::None);
         }

@@ -478,7 +478,10 @@ impl<W: Wire> Engine<W> {
             Target::Net(n) => self.nets[n].ports.clone(),
             Target::Port(p) => vec![p],
         };
-        let names: Vec<&str> = ifaces.iter().map(|&p| self.ports[p].name.as_str()).collect();
+        let names: Vec<&str> = ifaces
+            .iter()
+            .map(|&p| self.ports[p].name.as_str())
+            .collect();
         let id = self.next_tap;
         let tap = Tap::new(id, target, format, ifaces, &names, sink)?;
         self.next_tap += 1;

@@ -122,10 +122,16 @@ fn a_lan_learns_floods_filters_and_ages() {
     let t = Duration::ZERO;
     // Broadcast from A: B and C.
     e.ingress(0, &frame(BCAST, mac(1), 1), t);
-    assert_eq!((w[0].take().len(), w[1].take().len(), w[2].take().len()), (0, 1, 1));
+    assert_eq!(
+        (w[0].take().len(), w[1].take().len(), w[2].take().len()),
+        (0, 1, 1)
+    );
     // B answers A: A was learned, only A gets it.
     e.ingress(1, &frame(mac(1), mac(2), 2), t);
-    assert_eq!((w[0].take().len(), w[1].take().len(), w[2].take().len()), (1, 0, 0));
+    assert_eq!(
+        (w[0].take().len(), w[1].take().len(), w[2].take().len()),
+        (1, 0, 0)
+    );
     // Unknown unicast: flooded. Multicast: flooded.
     e.ingress(1, &frame(mac(9), mac(2), 3), t);
     e.ingress(1, &frame([1, 0, 0x5e, 0, 0, 1], mac(2), 4), t);
@@ -245,7 +251,10 @@ fn delay_keeps_order_and_time_through_the_engine() {
     for (k, (t, f)) in got.iter().enumerate() {
         assert_eq!(u16::from_le_bytes([f[14], f[15]]), k as u16, "order");
         let sent = MS / 4 * k as u32;
-        assert!(*t >= sent + 7 * MS && *t <= sent + 13 * MS + 50 * MS, "{t:?}");
+        assert!(
+            *t >= sent + 7 * MS && *t <= sent + 13 * MS + 50 * MS,
+            "{t:?}"
+        );
     }
     // Cleared: new frames go straight out; the shaper leaves once empty.
     e.set_impair(0, None, None);
@@ -272,8 +281,12 @@ fn one_direction_of_a_link_impaired() {
 #[test]
 fn taps_see_both_directions_and_cost_nothing_when_off() {
     let (mut e, _w) = engine(&plan(NetKind::Link, &["a", "b"], None));
-    let id = e.add_tap(Target::Port(0), Format::Pcap, Tap::stream_sink()).unwrap();
-    let net = e.add_tap(Target::Net(0), Format::Pcapng, Tap::stream_sink()).unwrap();
+    let id = e
+        .add_tap(Target::Port(0), Format::Pcap, Tap::stream_sink())
+        .unwrap();
+    let net = e
+        .add_tap(Target::Net(0), Format::Pcapng, Tap::stream_sink())
+        .unwrap();
     e.ingress(0, &frame(BCAST, mac(1), 0), Duration::ZERO);
     e.ingress(1, &frame(BCAST, mac(2), 0), Duration::ZERO);
     assert_eq!(e.taps[0].frames, 2); // A sent one, got one

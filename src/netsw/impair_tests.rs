@@ -25,7 +25,13 @@ fn tag(f: &Frame) -> u32 {
 
 /// Pushes `n` frames, `gap` apart from t=0, popping as time goes; returns (departure,
 /// tag) of everything that left.
-fn run(sh: &mut Shaper, n: u32, gap: Duration, len: usize, c: &mut PortCounters) -> Vec<(Duration, u32)> {
+fn run(
+    sh: &mut Shaper,
+    n: u32,
+    gap: Duration,
+    len: usize,
+    c: &mut PortCounters,
+) -> Vec<(Duration, u32)> {
     let mut pool = Pool::default();
     let mut out = Vec::new();
     let pop_until = |sh: &mut Shaper, now: Duration, out: &mut Vec<(Duration, u32)>| {
@@ -80,7 +86,10 @@ fn loss_and_duplicate_rates() {
     assert!((0.095..0.105).contains(&lost), "{lost}");
     let dup = c.duplicated as f64 / (1e5 - c.tx_dropped.impair_loss as f64);
     assert!((0.045..0.055).contains(&dup), "{dup}");
-    assert_eq!(out.len() as u64, 100_000 - c.tx_dropped.impair_loss + c.duplicated);
+    assert_eq!(
+        out.len() as u64,
+        100_000 - c.tx_dropped.impair_loss + c.duplicated
+    );
 }
 
 #[test]
@@ -102,10 +111,16 @@ fn delay_distribution_and_order() {
         .map(|(t, k)| (*t - 50 * MS * *k).as_secs_f64() * 1e3)
         .collect();
     let mean = delays.iter().sum::<f64>() / delays.len() as f64;
-    assert!(delays.iter().all(|d| (15.0..=25.0).contains(d)), "{delays:?}");
+    assert!(
+        delays.iter().all(|d| (15.0..=25.0).contains(d)),
+        "{delays:?}"
+    );
     assert!((19.6..20.4).contains(&mean), "{mean}");
     let low = delays.iter().filter(|d| **d < 17.5).count() as f64 / 2000.0;
-    assert!((0.2..0.3).contains(&low), "uniform: a quarter below 17.5 ms, got {low}");
+    assert!(
+        (0.2..0.3).contains(&low),
+        "uniform: a quarter below 17.5 ms, got {low}"
+    );
     // Frames close together: jitter does not reorder them.
     let out = run(&mut mk(), 5000, MS / 10, 60, &mut c);
     assert!(out.windows(2).all(|w| w[0].1 < w[1].1));
@@ -151,7 +166,10 @@ fn token_bucket_rate() {
     let mut sh = Shaper::new(spec(|c| c.rate = s("10Mbit")), 4);
     let out = run(&mut sh, 100, 2 * MS, 1250, &mut c);
     let start = out[0].0;
-    assert!(out.iter().enumerate().all(|(k, (t, _))| *t - start == 2 * MS * k as u32));
+    assert!(out
+        .iter()
+        .enumerate()
+        .all(|(k, (t, _))| *t - start == 2 * MS * k as u32));
 }
 
 #[test]
@@ -184,7 +202,10 @@ fn limit_and_corrupt() {
     for k in 0..150 {
         sh.push(&frame(k, 64), Duration::ZERO, &mut pool, &mut c);
     }
-    assert_eq!((sh.len(), c.tx_dropped.impair_limit, c.corrupted), (100, 50, 100));
+    assert_eq!(
+        (sh.len(), c.tx_dropped.impair_limit, c.corrupted),
+        (100, 50, 100)
+    );
     assert!(!sh.due(999 * MS) && sh.due(1000 * MS));
     let f = sh.pop().unwrap();
     let flipped: u32 = f

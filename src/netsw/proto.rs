@@ -180,7 +180,14 @@ mod tests {
             r#"{"cmd":"impair","network":"l","to":"a","impair":{"delay":"20ms"}}"#,
         )
         .unwrap();
-        assert!(matches!(r, Request::Impair { to: Some(_), impair: Some(_), .. }));
+        assert!(matches!(
+            r,
+            Request::Impair {
+                to: Some(_),
+                impair: Some(_),
+                ..
+            }
+        ));
         let r: Request = serde_json::from_str(r#"{"cmd":"impair","network":"l"}"#).unwrap();
         assert!(matches!(r, Request::Impair { impair: None, .. }));
         let r: Request =

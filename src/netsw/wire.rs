@@ -47,6 +47,9 @@ impl Wire for SockWire {
     }
 
     fn endpoints(&self) -> (String, String) {
-        (self.sock.local().to_string(), self.sock.remote().to_string())
+        (
+            self.sock.local().to_string(),
+            self.sock.remote().to_string(),
+        )
     }
 }

@@ -8,8 +8,9 @@
 //! re-plugging a peer that restarts.
 //!
 //! Sending never loses a frame to a peer that is merely slow for a moment: a full peer
-//! makes the sender (the vCPU that kicked the transmit queue) wait for `POLLOUT` up to
-//! [`PATIENCE`]; if the peer stayed full that long the frame is dropped and, until a
+//! makes the sender (the vCPU that kicked the transmit queue) wait up to [`PATIENCE`],
+//! trying again on `POLLOUT` or every millisecond (a socket polls writable only once
+//! three quarters of its buffer drained); if the peer stayed full that long the frame is dropped and, until a
 //! frame goes through again, further frames are dropped at once instead of waiting
 //! (a peer that stopped reading must not stall the guest).
 //!
@@ -99,10 +100,11 @@ impl NetBackend for Dgram {
                 Sent::NoPeer => return Err(io::ErrorKind::NotConnected.into()),
                 Sent::Full => {
                     let left = PATIENCE.saturating_sub(start.elapsed());
-                    if self.congested || left.is_zero() || !wait_writable(self.sock.fd(), left) {
+                    if self.congested || left.is_zero() {
                         self.congested = true;
                         return Err(io::ErrorKind::WouldBlock.into());
                     }
+                    wait_writable(self.sock.fd(), left.min(Duration::from_millis(1)));
                 }
             }
         }

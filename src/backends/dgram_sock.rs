@@ -41,7 +41,7 @@ pub const RCVBUF: usize = 2 << 20;
 /// How often an unconnected unix socket tries to connect to its peer again.
 pub const RETRY: Duration = Duration::from_millis(20);
 /// How often a connected unix socket looks whether its peer was replaced.
-pub const RECHECK: Duration = Duration::from_millis(200);
+pub const RECHECK: Duration = Duration::from_millis(100);
 
 /// Where one end of a cable is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@
 //!   "control": "switch.ctl",
 //!   "seed": 1,
 //!   "queue": 256,
-//!   "stall": "100ms",
+//!   "stall": "200ms",
 //!   "networks": [
 //!     { "name": "r1-r2", "kind": "link",
 //!       "impair": { "delay": "20ms", "loss": "1%" },
@@ -27,7 +27,7 @@
 //! - `seed`: seeds every impairment's random choices (default: from the clock).
 //! - `queue`: frames each port's egress queue holds (default 256); `stall`: how long a
 //!   port whose node does not read may hold its network back before frames to it are
-//!   dropped (default 100 ms).
+//!   dropped (default 200 ms).
 //! - A network is a `link` (exactly two ports: what one sends the other gets) or a
 //!   `lan` (a learning switch, `mac_ageing` default 300 s).
 //! - A port: `name` (unique in the file; the lab uses `node:nic`), `local` the socket
@@ -56,7 +56,7 @@ use super::units;
 use crate::backends::dgram_sock::Endpoint;
 
 pub const DEFAULT_QUEUE: usize = 256;
-pub const DEFAULT_STALL: Duration = Duration::from_millis(100);
+pub const DEFAULT_STALL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -15,7 +15,9 @@
 //! pause frames) instead of losing frames. A port whose queue stays full for the
 //! `stall` time without sending anything (its node stopped reading) stops holding the
 //! network back; frames to it are then dropped as `queue_full` until it moves again.
-//! Every drop is counted on its port with its reason ([`super::counters`]).
+//! Every drop is counted on its port with its reason ([`super::counters`]). A full wire
+//! is tried again every [`RETRY`] besides being polled writable, so progress is seen
+//! at once (a socket polls writable only once its buffer is three quarters empty).
 //!
 //! The per-frame path allocates nothing: the frame is borrowed from the receive buffer
 //! for a direct send and copied into a recycled [`Pool`] buffer only to be queued.
@@ -31,6 +33,9 @@ use super::frame::{Frame, Pool};
 use super::impair::{Impair, Shaper};
 use super::mac::{self, MacTable};
 use crate::backends::dgram_sock::Sent;
+
+/// How soon a full wire is tried again.
+pub const RETRY: Duration = Duration::from_millis(1);
 
 /// A port's connection to its node.
 pub trait Wire {
@@ -58,6 +63,9 @@ pub struct Port<W> {
     stalled: bool,
     /// Full and not stalled: the network's other ports are not read.
     blocking: bool,
+    /// The wire was full: try it again then (POLLOUT alone would wait until the
+    /// socket buffer is three quarters empty).
+    retry_at: Option<Duration>,
     paused: bool,
     tapped: bool,
 }
@@ -148,6 +156,7 @@ impl<W: Wire> Engine<W> {
                     full_since: None,
                     stalled: false,
                     blocking: false,
+                    retry_at: None,
                     paused: false,
                     tapped: false,
                 });
@@ -247,7 +256,7 @@ impl<W: Wire> Engine<W> {
                     out.done(&mut self.pool);
                     return;
                 }
-                Ok(Sent::Full) => {}
+                Ok(Sent::Full) => port.retry_at = Some(now + RETRY),
                 Ok(Sent::NoPeer) => {
                     port.counters.tx_dropped.add(Reason::NoPeer, 1);
                     out.done(&mut self.pool);
@@ -292,6 +301,7 @@ impl<W: Wire> Engine<W> {
                 }
                 Ok(Sent::Full) => {
                     port.egress.push_front(f);
+                    port.retry_at = Some(now + RETRY);
                     break;
                 }
                 Ok(Sent::NoPeer) => {
@@ -360,6 +370,11 @@ impl<W: Wire> Engine<W> {
     /// Releases impaired frames that are due and applies the stall rule.
     pub fn tick(&mut self, now: Duration) {
         for q in 0..self.ports.len() {
+            let port = &mut self.ports[q];
+            if !port.egress.is_empty() && port.retry_at.is_some_and(|t| t <= now) {
+                port.retry_at = None;
+                self.drain(q, now);
+            }
             loop {
                 let port = &mut self.ports[q];
                 let room = port.egress.len() < self.queue_cap;
@@ -399,6 +414,9 @@ impl<W: Wire> Engine<W> {
                 if let Some(t) = p.full_since {
                     at(t + self.stall);
                 }
+            }
+            if let (false, Some(t)) = (p.egress.is_empty(), p.retry_at) {
+                at(t);
             }
         }
         next

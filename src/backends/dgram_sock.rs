@@ -96,12 +96,12 @@ pub enum DgramError {
     NotSocket(PathBuf),
     #[error("cannot resolve {0}")]
     Resolve(String),
-    #[error("cannot bind {endpoint}: {source}")]
+    #[error("cannot bind {endpoint}")]
     Bind {
         endpoint: Endpoint,
         source: io::Error,
     },
-    #[error("cannot connect to {endpoint}: {source}")]
+    #[error("cannot connect to {endpoint}")]
     Connect {
         endpoint: Endpoint,
         source: io::Error,

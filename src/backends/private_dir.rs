@@ -21,9 +21,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum PrivateDirError {
-    #[error("cannot create the directory {path}: {source}")]
+    #[error("cannot create the directory {path}")]
     Create { path: PathBuf, source: io::Error },
-    #[error("cannot inspect {path}: {source}")]
+    #[error("cannot inspect {path}")]
     Stat { path: PathBuf, source: io::Error },
     #[error("{0} exists and is not a directory")]
     NotDir(PathBuf),
@@ -37,7 +37,7 @@ pub enum PrivateDirError {
         who: &'static str,
         mode: u32,
     },
-    #[error("cannot restrict the socket {path} to its owner: {source}")]
+    #[error("cannot restrict the socket {path} to its owner")]
     Chmod { path: PathBuf, source: io::Error },
 }
 

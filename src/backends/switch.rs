@@ -53,7 +53,7 @@ const SUN_PATH_MAX: usize = 107;
 
 #[derive(Debug, Error)]
 pub enum SwitchError {
-    #[error("switch directory: {0}")]
+    #[error(transparent)]
     Dir(#[from] PrivateDirError),
     #[error("the switch port {0} is longer than a unix socket path may be (107 bytes): use a shorter `switch` path")]
     PathTooLong(PathBuf),

@@ -32,12 +32,12 @@ use super::proto::{Request, Response, Status};
 
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("cannot connect to the switch at {path}: {source}")]
+    #[error("cannot connect to the switch at {path}")]
     Connect {
         path: std::path::PathBuf,
         source: io::Error,
     },
-    #[error("talking to the switch: {0}")]
+    #[error("talking to the switch")]
     Io(#[from] io::Error),
     #[error("the switch sent something that is not an answer: {0}")]
     Protocol(String),

@@ -37,22 +37,22 @@ pub enum SwitchError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Dir(#[from] PrivateDirError),
-    #[error("port `{name}`: {source}")]
+    #[error("port `{name}`")]
     Port { name: String, source: DgramError },
-    #[error("cannot create the control socket {path}: {source}")]
+    #[error("cannot create the control socket {path}")]
     Control {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write the capture {path}: {source}")]
+    #[error("cannot write the capture {path}")]
     Capture {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot create a signalfd: {0}")]
-    Signal(std::io::Error),
-    #[error("poll failed: {0}")]
-    Poll(std::io::Error),
+    #[error("cannot create a signalfd")]
+    Signal(#[source] std::io::Error),
+    #[error("poll failed")]
+    Poll(#[source] std::io::Error),
 }
 
 /// A running switch.

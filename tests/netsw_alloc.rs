@@ -134,7 +134,11 @@ impl Rig {
             if !self.engine.readable(0) {
                 self.b_reads(now);
             }
-            let got = self.engine.ports[0].wire.recv(&mut self.buf).unwrap().unwrap();
+            let got = self.engine.ports[0]
+                .wire
+                .recv(&mut self.buf)
+                .unwrap()
+                .unwrap();
             self.engine.ingress(0, &self.buf[..got], now);
             if (k + 1) % batch == 0 {
                 self.b_reads(now);
@@ -152,7 +156,11 @@ fn the_hot_path_allocates_nothing() {
         rig.run(2000, 1); // warm up
         let before = allocs();
         let took = rig.run(20_000, 1);
-        assert_eq!(allocs() - before, 0, "{kind:?}: allocations on the plain path");
+        assert_eq!(
+            allocs() - before,
+            0,
+            "{kind:?}: allocations on the plain path"
+        );
         eprintln!(
             "figure: {kind:?}: {:.2} us per frame (A's send, switch recv + ingress + send, B's recv)",
             took.as_secs_f64() * 1e6 / 20_000.0
@@ -170,7 +178,11 @@ fn the_hot_path_allocates_nothing() {
             let n = tap.stream_bytes().len();
             tap.consumed(n);
         }
-        assert_eq!(allocs() - before, 0, "{kind:?}: allocations while capturing");
+        assert_eq!(
+            allocs() - before,
+            0,
+            "{kind:?}: allocations while capturing"
+        );
         rig.engine.remove_tap(id);
         // Queueing: B's socket buffer fills, frames wait in the switch's queue (pooled).
         rig.run(4000, 2000);

@@ -52,12 +52,19 @@ fn qemu_and_vmrun_on_one_lab_lan() {
     }
     let dir = lab_dir("netsw-interop", "qemu-lan");
     let ports = [unix_port("a"), unix_port("q"), unix_port("idle")];
-    let cfg = json!({ "control": "ctl", "networks": [{ "name": "lan", "kind": "lan", "ports": ports }] });
+    let cfg =
+        json!({ "control": "ctl", "networks": [{ "name": "lan", "kind": "lan", "ports": ports }] });
     let mut sw = Switch::start(&dir, &cfg, &[]);
     let elf = probe_elf(&dir);
     // The two paths of the lab port `q`: QEMU binds `q`, sends to the switch's `sw/q`.
     let netdev = unix_netdev(&dir.join("q"), &dir.join("sw/q"));
-    let q = Probe::qemu(&elf, &netdev, Q_MAC, &dir.join("q.log"), &["netecho=4", "netwait=30000"]);
+    let q = Probe::qemu(
+        &elf,
+        &netdev,
+        Q_MAC,
+        &dir.join("q.log"),
+        &["netecho=4", "netwait=30000"],
+    );
     vmrun_against_qemu(&probe_machine(&dir, "a", A_MAC), q);
     let st = sw.client.status().unwrap();
     assert_eq!(st.port("q").unwrap().counters.rx_frames, 4);
@@ -100,7 +107,13 @@ fn a_switch_udp_port_facing_qemu_dgram_inet() {
          remote.type=inet,remote.host=127.0.0.1,remote.port={sw_port}"
     );
     let elf = probe_elf(&dir);
-    let q = Probe::qemu(&elf, &netdev, Q_MAC, &dir.join("q.log"), &["netecho=4", "netwait=30000"]);
+    let q = Probe::qemu(
+        &elf,
+        &netdev,
+        Q_MAC,
+        &dir.join("q.log"),
+        &["netecho=4", "netwait=30000"],
+    );
     vmrun_against_qemu(&probe_machine(&dir, "a", A_MAC), q);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -142,12 +155,17 @@ fn a_lan_across_two_namespaces_over_udp() {
         return;
     }
     let pid = std::process::id();
-    let (x, y) = (Netns(format!("vmrun-x-{pid}")), Netns(format!("vmrun-y-{pid}")));
+    let (x, y) = (
+        Netns(format!("vmrun-x-{pid}")),
+        Netns(format!("vmrun-y-{pid}")),
+    );
     ip(&["netns", "add", &x.0]);
     ip(&["netns", "add", &y.0]);
     let vx = format!("vx{}", pid % 100000);
     let vy = format!("vy{}", pid % 100000);
-    ip(&["link", "add", &vx, "netns", &x.0, "type", "veth", "peer", "name", &vy, "netns", &y.0]);
+    ip(&[
+        "link", "add", &vx, "netns", &x.0, "type", "veth", "peer", "name", &vy, "netns", &y.0,
+    ]);
     for (ns, dev, addr) in [(&x.0, &vx, "10.77.0.1/24"), (&y.0, &vy, "10.77.0.2/24")] {
         ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
         ip(&["-n", ns, "link", "set", dev, "up"]);
@@ -188,7 +206,14 @@ fn a_lan_across_two_namespaces_over_udp() {
 /// Runs `python3 -c CODE` as `nobody`; returns its output.
 fn as_nobody(code: &str) -> String {
     run(Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", code])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            code,
+        ])
         .stderr(Stdio::piped()))
 }
 
@@ -201,8 +226,12 @@ fn a_second_user_can_neither_join_nor_prepare_a_lab() {
         return;
     }
     let dir = lab_dir("netsw-interop", "nobody");
-    let mut sw = Switch::start(&dir, &json!({ "control": "ctl", "networks": [{
-        "name": "lan", "kind": "lan", "ports": [unix_port("a"), unix_port("b")] }] }), &[]);
+    let mut sw = Switch::start(
+        &dir,
+        &json!({ "control": "ctl", "networks": [{
+        "name": "lan", "kind": "lan", "ports": [unix_port("a"), unix_port("b")] }] }),
+        &[],
+    );
     let a = host_node(&dir, "a");
     wait_connected(&mut sw.client, "a");
     // The lab directory is 0700, its sockets 0600: nobody cannot reach a port (to send
@@ -223,7 +252,10 @@ c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 print("control", err(lambda: c.connect("{d}/ctl")))
 "#
     ));
-    assert_eq!(out, "send PermissionError\nbind PermissionError\ncontrol PermissionError\n");
+    assert_eq!(
+        out,
+        "send PermissionError\nbind PermissionError\ncontrol PermissionError\n"
+    );
     assert!(drain(&a).is_empty());
     // Even where nobody may reach the socket files, a connected port accepts only its
     // node: the socket itself refuses everyone else.
@@ -241,7 +273,12 @@ print("control", err(lambda: c.connect("{d}/ctl")))
     std::fs::create_dir(&trap).unwrap();
     std::os::unix::fs::chown(&trap, Some(65534), Some(65534)).unwrap();
     let cfg = json!({ "control": "ctl", "networks": [{ "name": "l", "kind": "lan", "ports": [unix_port("a")] }] });
-    std::fs::write(dir.join("trap.json"), cfg.to_string().replace("\"ctl\"", &format!("\"{}/ctl\"", trap.display()))).unwrap();
+    std::fs::write(
+        dir.join("trap.json"),
+        cfg.to_string()
+            .replace("\"ctl\"", &format!("\"{}/ctl\"", trap.display())),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
         .args(["switch", "--config"])
         .arg(dir.join("trap.json"))
@@ -250,7 +287,12 @@ print("control", err(lambda: c.connect("{d}/ctl")))
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(msg.contains("owned by uid 65534, not by you"), "{msg}");
-    let m = machine(&dir, "s", A_MAC, &format!("backend = \"switch\"\nswitch = \"{}\"", trap.display()));
+    let m = machine(
+        &dir,
+        "s",
+        A_MAC,
+        &format!("backend = \"switch\"\nswitch = \"{}\"", trap.display()),
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_vmrun"))
         .args(["probe", m.to_str().unwrap(), "--timeout", "10s"])
         .output()

@@ -13,6 +13,7 @@
 //! - a receiver connected to its sender is not limited to `net.unix.max_dgram_qlen`
 //!   queued datagrams (10 by default): only the sender's `SO_SNDBUF` bounds what is in
 //!   flight, and `POLLOUT` says when there is room again.
+//!
 //! A peer that restarts binds its path anew: [`DgramSocket::maintain`] notices the new
 //! socket (device, inode and change time of the path) and connects to it, so a cable
 //! survives either end restarting. Until connected, frames to the peer are not sent
@@ -357,7 +358,7 @@ impl DgramSocket {
             match r {
                 Ok(n) => {
                     if let Some(a) = from {
-                        if !self.from_peer(&a) {
+                        if !self.is_peer(&a) {
                             continue; // not from our peer
                         }
                         // The peer is there: connect to it now.
@@ -373,11 +374,20 @@ impl DgramSocket {
         }
     }
 
-    fn from_peer(&self, from: &std::os::unix::net::SocketAddr) -> bool {
+    fn is_peer(&self, from: &std::os::unix::net::SocketAddr) -> bool {
         let (Some(p), Endpoint::Unix(r)) = (from.as_pathname(), &self.remote) else {
             return false;
         };
         p == r || std::path::absolute(p).is_ok_and(|a| &a == r)
+    }
+
+    /// Clears a pending socket error (UDP: an ICMP error about an earlier datagram),
+    /// which would otherwise keep the socket polling `POLLERR`.
+    pub fn clear_error(&self) {
+        let _ = match &self.sock {
+            Sock::Unix(s) => s.take_error(),
+            Sock::Udp(s) => s.take_error(),
+        };
     }
 
     /// The socket buffer sizes the kernel granted: (send, receive).

@@ -55,7 +55,7 @@ pub struct ImpairConfig {
 }
 
 /// A parsed impairment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Impair {
     pub delay: Duration,
     pub jitter: Duration,
@@ -65,8 +65,8 @@ pub struct Impair {
     pub corrupt: f64,
     /// Bits per second.
     pub rate: Option<u64>,
-    /// Bucket size in bytes.
-    pub burst: u64,
+    /// Bucket size in bytes; `None`: 1 ms at the rate, at least 1514 bytes.
+    pub burst: Option<u64>,
     pub limit: usize,
 }
 
@@ -80,7 +80,7 @@ impl Default for Impair {
             reorder: 0.0,
             corrupt: 0.0,
             rate: None,
-            burst: MIN_BURST,
+            burst: None,
             limit: DEFAULT_LIMIT,
         }
     }
@@ -94,10 +94,7 @@ impl ImpairConfig {
     pub fn parse(&self) -> Result<Impair, UnitError> {
         let d = Impair::default();
         let rate = opt(&self.rate, units::rate)?;
-        let burst = match opt(&self.burst, units::size)? {
-            Some(b) => b.max(1),
-            None => rate.map_or(MIN_BURST, |r| (r / 8 / 1000).max(MIN_BURST)),
-        };
+        let burst = opt(&self.burst, units::size)?.map(|b| b.max(1));
         Ok(Impair {
             delay: opt(&self.delay, units::duration)?.unwrap_or(d.delay),
             jitter: opt(&self.jitter, units::duration)?.unwrap_or(d.jitter),
@@ -125,7 +122,16 @@ impl Impair {
             && self.rate.is_none()
     }
 
-    /// Back to the written form (for status).
+    /// The bucket size in bytes.
+    pub fn bucket(&self) -> u64 {
+        self.burst.unwrap_or_else(|| {
+            self.rate
+                .map_or(MIN_BURST, |r| (r / 8 / 1000).max(MIN_BURST))
+        })
+    }
+
+    /// Back to the written form (for status and for the lab, whose impairments are
+    /// this type).
     pub fn to_config(&self) -> ImpairConfig {
         let pct = |p: f64| (p > 0.0).then(|| format!("{}%", p * 100.0));
         let dur = |d: Duration| (!d.is_zero()).then(|| units::duration_text(d));
@@ -137,7 +143,7 @@ impl Impair {
             reorder: pct(self.reorder),
             corrupt: pct(self.corrupt),
             rate: self.rate.map(|r| format!("{r}bit")),
-            burst: self.rate.map(|_| format!("{}", self.burst)),
+            burst: self.burst.map(|b| b.to_string()),
             limit: Some(self.limit),
         }
     }
@@ -161,7 +167,7 @@ impl Shaper {
     pub fn new(spec: Impair, seed: u64) -> Self {
         let cap = spec.limit.min(4096);
         Self {
-            tokens: spec.burst as f64,
+            tokens: spec.bucket() as f64,
             spec,
             rng: Rng::new(seed),
             delay_q: VecDeque::with_capacity(cap),
@@ -177,7 +183,7 @@ impl Shaper {
 
     /// A new impairment for frames from now on; queued frames keep their times.
     pub fn set(&mut self, spec: Impair) {
-        self.tokens = self.tokens.min(spec.burst as f64);
+        self.tokens = self.tokens.min(spec.bucket() as f64);
         self.spec = spec;
     }
 
@@ -241,7 +247,7 @@ impl Shaper {
             return;
         };
         let bytes_per_ns = rate as f64 / 8e9;
-        let burst = self.spec.burst as f64;
+        let burst = self.spec.bucket() as f64;
         let mut t = ready.max(self.tokens_at);
         let refill = (t - self.tokens_at).as_nanos() as f64 * bytes_per_ns;
         self.tokens = (self.tokens + refill).min(burst);

@@ -61,7 +61,7 @@ fn parses_and_prints_back() {
     assert_eq!(i.delay, 20 * MS);
     assert_eq!(i.loss, 0.01);
     assert_eq!(i.rate, Some(10_000_000));
-    assert_eq!(i.burst, 1514);
+    assert_eq!((i.burst, i.bucket()), (None, 1514));
     assert_eq!(ImpairConfig::parse(&i.to_config()).unwrap(), i);
     assert!(Impair::default().is_none() && !i.is_none());
     let bad = ImpairConfig {

@@ -28,6 +28,8 @@ use super::config::NetKind;
 use super::counters::PortCounters;
 use super::impair::ImpairConfig;
 
+// One request per control round trip: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {

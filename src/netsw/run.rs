@@ -74,6 +74,9 @@ pub fn run_file(config: &Path) -> Result<(), SwitchError> {
     let base = std::path::absolute(&base).unwrap_or(base);
     let plan = cfg.plan(&base)?;
     block_exit_signals();
+    // Timers to the microsecond (delays, shaping) rather than the default 50 us slack.
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer; it only affects this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
     let sig = SignalFd::new().map_err(SwitchError::Signal)?;
     let stop = || matches!(sig.read(), Some(s) if s != libc::SIGUSR1);
     Switch::open(&plan)?.run(Some(sig.fd()), stop)
@@ -178,7 +181,10 @@ impl Switch {
             if ev & libc::POLLOUT != 0 {
                 self.engine.drain(p, now);
             }
-            if ev & (libc::POLLIN | libc::POLLERR) != 0 {
+            if ev & libc::POLLERR != 0 {
+                self.engine.ports[p].wire.clear_error();
+            }
+            if ev & libc::POLLIN != 0 {
                 self.read_port(p, now);
             }
         }

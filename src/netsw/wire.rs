@@ -31,6 +31,10 @@ impl SockWire {
         self.sock.recv(buf)
     }
 
+    pub fn clear_error(&self) {
+        self.sock.clear_error();
+    }
+
     /// Re-plugs a node that restarted (see [`DgramSocket::maintain`]).
     pub fn maintain(&mut self, now: Duration) {
         self.sock.maintain(self.start + now);

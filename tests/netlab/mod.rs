@@ -229,7 +229,8 @@ pub fn host_node(dir: &Path, name: &str) -> UnixDatagram {
         assert!(t.elapsed() < Duration::from_secs(3), "{name}: {e}");
         std::thread::sleep(Duration::from_millis(10));
     }
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     s
 }
 

@@ -374,3 +374,49 @@ fn a_capture_streams_over_the_control_socket_into_tcpdump() {
     assert!(sw.client.status().unwrap().captures.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn capture_files_and_refusals_over_the_control_socket() {
+    if !common::have_tool("tcpdump", "tcpdump") {
+        return;
+    }
+    let dir = lab_dir("netsw", "ctl");
+    let mut sw = link_switch(&dir);
+    let (a, b) = (host_node(&dir, "a"), host_node(&dir, "b"));
+    wait_connected(&mut sw.client, "a");
+    wait_connected(&mut sw.client, "b");
+    let file = dir.join("b.pcapng");
+    let id = sw.client.capture_start("b", &file, None).unwrap();
+    let (ma, mb) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    for k in 0..5 {
+        a.send(&frame(mb, ma, k)).unwrap();
+    }
+    assert_eq!(drain(&b).len(), 5);
+    let st = sw.client.status().unwrap();
+    assert_eq!((st.captures[0].id, st.captures[0].frames), (id, 5));
+    sw.client.capture_stop(id).unwrap();
+    let text = run(Command::new("tcpdump").args(["-nn", "-r"]).arg(&file));
+    assert_eq!(summaries(&text).len(), 5, "{text}");
+    // Refusals name what is wrong; the connection stays usable.
+    let e = sw.client.set_link("nope", false).unwrap_err().to_string();
+    assert!(e.contains("no network or port named `nope`"), "{e}");
+    let bad = ImpairConfig {
+        loss: Some("lots".into()),
+        ..Default::default()
+    };
+    let e = sw
+        .client
+        .impair("ab", None, Some(&bad))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`lots` is not a percentage"), "{e}");
+    let e = sw
+        .client
+        .impair("ab", Some("zz"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("network `ab` has no port `zz`"), "{e}");
+    assert!(sw.client.capture_stop(id).is_err());
+    assert!(sw.client.status().is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -152,7 +152,7 @@ impl<W: Wire> Engine<W> {
                     counters: PortCounters::default(),
                     egress: VecDeque::with_capacity(plan.queue),
                     shaper: None,
-                    own_impair: pp.impair.clone(),
+                    own_impair: pp.impair,
                     full_since: None,
                     stalled: false,
                     blocking: false,
@@ -165,7 +165,7 @@ impl<W: Wire> Engine<W> {
                 name: np.name.clone(),
                 kind: np.kind,
                 macs: (np.kind == NetKind::Lan).then(|| MacTable::new(np.ageing)),
-                impair: np.impair.clone(),
+                impair: np.impair,
                 ports,
                 tapped: false,
                 blocking: 0,
@@ -461,10 +461,7 @@ impl<W: Wire> Engine<W> {
 
     fn apply_impair(&mut self, q: usize) {
         let port = &mut self.ports[q];
-        let eff = port
-            .own_impair
-            .clone()
-            .or_else(|| self.nets[port.net].impair.clone());
+        let eff = port.own_impair.or(self.nets[port.net].impair);
         match (eff, &mut port.shaper) {
             (Some(i), Some(sh)) => sh.set(i),
             (Some(i), None) => {

@@ -93,8 +93,10 @@ pub fn probe_machine(dir: &Path, name: &str, mac: &str) -> PathBuf {
 /// A microvm with one NIC (`nic` lines) and COM1 in `dir/<name>.log`.
 pub fn machine(dir: &Path, name: &str, mac: &str, nic: &str) -> PathBuf {
     let file = dir.join(format!("{name}.toml"));
+    // Unique among concurrent tests: a running machine's name is registered.
+    let unique = format!("{}-{name}", dir.file_name().unwrap().to_string_lossy());
     let text = format!(
-        "[machine]\nname = \"{name}\"\nboard = \"microvm\"\nmemory = \"64MiB\"\ncpus = 1\n\n\
+        "[machine]\nname = \"{unique}\"\nboard = \"microvm\"\nmemory = \"64MiB\"\ncpus = 1\n\n\
          [[device]]\nid = \"net0\"\nkind = \"nic\"\nmac = \"{mac}\"\n{nic}\n\n\
          [[device]]\nid = \"com1\"\nbackend = \"file\"\npath = \"{name}.log\"\n"
     );
@@ -151,7 +153,14 @@ impl Probe {
     /// `log`.
     pub fn qemu(elf: &Path, netdev: &str, mac: &str, log: &Path, opts: &[&str]) -> Self {
         let _ = std::fs::remove_file(log);
-        let mut cmdline = vec!["exit=triple", "virtio_mmio=0xfeb00000", "virtio_mmio_n=24"];
+        // pio=20000 after the net work: QEMU sends a guest's last frames from its main
+        // loop, which a guest that exits at once can beat (they would never leave).
+        let mut cmdline = vec![
+            "exit=triple",
+            "virtio_mmio=0xfeb00000",
+            "virtio_mmio_n=24",
+            "pio=20000",
+        ];
         cmdline.extend(QUICK.iter().chain(opts));
         let child = Command::new("timeout")
             .args(["90", "qemu-system-x86_64", "-M", "microvm", "-accel", "kvm"])
@@ -183,7 +192,11 @@ impl Probe {
                 return self;
             }
             if let Ok(Some(s)) = self.child.try_wait() {
-                panic!("probe exited ({s}) before its NIC was up: {}", self.text());
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("probe exited ({s}) before its NIC was up: {}\n{err}", self.text());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -197,6 +197,35 @@ def host_nodes(d):
     return out
 
 
+def switch_alone(vmrun, capture, n=200000):
+    """Host socket A -> switch link -> host socket B as fast as Python sends."""
+    d = tempfile.mkdtemp(prefix="vmrun-netsw-alone-")
+    os.chmod(d, 0o700)
+    sw = Switch(vmrun, d, [link("link.pcap" if capture else None)])
+    a, b = host_nodes(d)
+    frame = b"\xff" * 6 + bytes.fromhex("525400000001") + b"\x88\xb5" + bytes(1500)
+    got = [0, 0.0, 0.0]
+
+    def recv():
+        got[1] = time.monotonic()
+        for _ in range(n):
+            b.recv(2048)
+            got[0] += 1
+        got[2] = time.monotonic()
+
+    t = threading.Thread(target=recv)
+    t.start()
+    for _ in range(n):
+        a.send(frame)
+    t.join()
+    counters = sw.req(cmd="status")["status"]["networks"][0]["ports"][1]["counters"]
+    sw.close()
+    size = os.path.getsize(os.path.join(d, "link.pcap")) if capture else 0
+    shutil.rmtree(d, ignore_errors=True)
+    fps = got[0] / (got[2] - got[1])
+    return fps, counters["tx_dropped"], size
+
+
 def impairment(vmrun):
     d = tempfile.mkdtemp(prefix="vmrun-netsw-impair-")
     os.chmod(d, 0o700)
@@ -288,6 +317,12 @@ def main():
         got = statistics.median(r[1] for r in res)
         fps = statistics.median(r[2] for r in ok) if ok else 0
         print(f"{name:18}{offered:>12.0f}{got:>10.0f}{fps:>13.0f}{fps * 1514 / 2**20:>8.1f}")
+    if not a.only_impair:
+        print("\nthe switch alone: host socket -> link -> host socket, 200000 frames of 1514 bytes")
+        for cap in (False, True):
+            fps, drops, size = switch_alone(vmrun, cap)
+            what = f"with capture ({size >> 20} MiB pcap)" if cap else "no capture"
+            print(f"{what:32}{fps:>10.0f} frames/s {fps * 1514 / 2**20:>8.1f} MiB/s  drops {sum(drops.values())}")
     if not a.skip_impair:
         print("\nimpairment through the switch, measured between two host sockets")
         print(f"{'impairment':28}{'configured':36}measured")

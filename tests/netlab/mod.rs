@@ -196,7 +196,10 @@ impl Probe {
                 if let Some(mut e) = self.child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
                 }
-                panic!("probe exited ({s}) before its NIC was up: {}\n{err}", self.text());
+                panic!(
+                    "probe exited ({s}) before its NIC was up: {}\n{err}",
+                    self.text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

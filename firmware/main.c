@@ -116,6 +116,7 @@ static const struct num_option num_options[] = {
 	{ "netsend", &opt.net_send, 0, 0, 1000000 },
 	{ "netrecv", &opt.net_recv, 0, 0, 1000000 },
 	{ "netecho", &opt.net_echo, 0, 0, 1000000 },
+	{ "netping", &opt.net_ping, 0, 0, 1000000 },
 	{ "netbench", &opt.net_bench, 0, 0, 10000000 },
 	{ "netwait", &opt.net_wait_ms, 0, 1, 600000 },
 	{ "idle", &opt.idle, 0, 0, 1 },

@@ -14,6 +14,7 @@
  *   PROBE net tx frames=N
  *   PROBE net rx ok frames=N from=<mac> us=T     (or: rx timeout frames=got want=N)
  *   PROBE net echo frames=N from=<mac>
+ *   PROBE net ping frames=N got=G min_us=A avg_us=B max_us=C
  *   PROBE net bench frames=N bytes=B us=T fps=F
  */
 #include "probe.h"
@@ -193,6 +194,39 @@ static void net_echo(u32 n, u32 wait_ms)
 	out_end();
 }
 
+/* N test frames one at a time, each waiting (at most a second) for its echo from a
+ * netecho peer; the round-trip times. */
+static void net_ping(u32 n, u32 wait_ms)
+{
+	struct rx_frame r;
+	u32 got = 0;
+	u64 min = ~0ull, max = 0, sum = 0;
+	u64 per_us = (u64)(wait_ms < 1000 ? wait_ms : 1000) * 1000;
+	for (u32 k = 0; k < n; k++) {
+		u64 t0 = rdtsc();
+		if (!tx_frame(bcast, 0, mac, k))
+			continue;
+		u64 deadline = tsc_deadline_us(per_us);
+		while (rx_wait(deadline, &r)) {
+			if (r.kind != 1 || r.counter != k || memcmp(r.origin, mac, 6))
+				continue;
+			u64 us = tsc_khz ? (rdtsc() - t0) * 1000 / tsc_khz : 0;
+			min = us < min ? us : min;
+			max = us > max ? us : max;
+			sum += us;
+			got++;
+			break;
+		}
+	}
+	line_start("net ping");
+	kv_dec("frames", n);
+	kv_dec("got", got);
+	kv_dec("min_us", got ? min : 0);
+	kv_dec("avg_us", got ? sum / got : 0);
+	kv_dec("max_us", max);
+	out_end();
+}
+
 static void net_bench(u32 n)
 {
 	u32 sent = 0, pending = 0;
@@ -245,6 +279,8 @@ void net_report(void)
 		net_recv(opt.net_recv, wait);
 	if (opt.net_echo)
 		net_echo(opt.net_echo, wait);
+	if (opt.net_ping)
+		net_ping(opt.net_ping, wait);
 	if (opt.net_bench)
 		net_bench(opt.net_bench);
 }

@@ -307,6 +307,7 @@ struct options {
 	u32 net_send;    /* netsend=N: broadcast N test frames */
 	u32 net_recv;    /* netrecv=N: wait for N test frames from another MAC */
 	u32 net_echo;    /* netecho=N: answer N test frames back to their sender */
+	u32 net_ping;    /* netping=N: N timed round trips to a netecho peer */
 	u32 net_bench;   /* netbench=N: send N full-size frames, report frames/s */
 	u32 net_wait_ms; /* netwait: bound of netrecv/netecho (default 10000) */
 	u32 pci;         /* pci=0 skips the PCI scan */

@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod devices;
 pub mod lab;
+pub mod netsw;
 pub mod spec;
 pub mod vmm;
 

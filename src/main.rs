@@ -95,6 +95,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a lab switch from its configuration (started by the lab supervisor; the
+    /// format is documented in `vmrun::netsw::config`).
+    #[command(hide = true)]
+    Switch {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 /// A machine file that failed `check`; its diagnostics were already printed.
@@ -259,6 +266,11 @@ fn main_inner(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         }) => cli::ctl::run(&target, command, json),
         Some(Command::Ps { json }) => cli::ctl::ps(json),
+        Some(Command::Switch { config }) => {
+            vmrun::netsw::run::run_file(&config)
+                .with_context(|| format!("switch {}", config.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Schema) => {
             let schema = serde_json::to_string_pretty(&config::schema::json_schema())?;
             print(&format!("{schema}\n"))?;

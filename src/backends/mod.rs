@@ -1,10 +1,13 @@
 //! Host-side backends that devices talk to: character devices, TAP, the lab switch, disk images.
 pub mod chardev;
+pub mod dgram;
+pub mod dgram_sock;
+pub mod private_dir;
 pub mod switch;
 pub mod tap;
 
 /// A host-side Ethernet link a NIC sends frames to and receives frames from (TAP, the
-/// lab switch). Frames are whole Ethernet frames (destination MAC first), no header.
+/// lab switch, datagram cables). Frames are whole Ethernet frames (destination MAC first), no header.
 pub trait NetBackend: Send {
     /// Sends one frame. A frame the link cannot take now is dropped, as a wire would:
     /// an `Err` is for the caller's counters, never a reason to stop the device.

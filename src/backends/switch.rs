@@ -2,7 +2,10 @@
 //! segment through unix datagram sockets in one directory, without root and without a
 //! switch process.
 //!
-//! The NIC's `switch` path is a directory (created if missing; its parent must exist).
+//! The NIC's `switch` path is a directory, created 0700 if missing (its parent must
+//! exist); an existing one must be ours and not writable by anyone else
+//! ([`super::private_dir`]), since whoever can create a socket in it joins the segment.
+//! Port sockets are 0600.
 //! Every NIC on the switch is a *port*: a `SOCK_DGRAM` socket bound at
 //! `<dir>/<mac>.sock` (`525400aabbcc.sock`, the NIC's MAC in 12 hex digits). One datagram
 //! is one Ethernet frame, destination MAC first, no header, so any program that can
@@ -19,11 +22,17 @@
 //! Sockets left behind by a vmrun that died refuse datagrams (`ECONNREFUSED`): they are
 //! removed when a flood or a unicast meets them, and a new port replaces a stale socket
 //! of its own MAC. A live port with the same MAC is an error. A port whose receive queue
-//! is full (its VM is slow; Linux queues `net.unix.max_dgram_qlen` datagrams) makes the
-//! sender wait up to [`SEND_PATIENCE`] per frame, then drop it; a port that kept a sender
-//! waiting that long gets no more patience for a second.
+//! is full (its VM is slow; Linux queues `net.unix.max_dgram_qlen` datagrams, 10 by
+//! default, for a socket that any peer may send to) makes the sender wait up to
+//! [`SEND_PATIENCE`] per frame, then drop it; a port that kept a sender waiting that
+//! long gets no more patience until a frame to it goes through again (a VM that stopped
+//! reading does not stall its senders, one that is merely slow loses nothing).
+//!
+//! Labs with more than a few machines, captures or impairments want the lab switch
+//! process instead (`crate::netsw`, NICs with `backend = "dgram"`).
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
@@ -32,12 +41,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
+use super::private_dir::{self, PrivateDirError};
 use super::NetBackend;
 
 /// How long a send waits for a full port before dropping the frame.
-pub const SEND_PATIENCE: Duration = Duration::from_millis(2);
-/// How long a port that exhausted [`SEND_PATIENCE`] gets none.
-const CONGESTED_FOR: Duration = Duration::from_secs(1);
+pub const SEND_PATIENCE: Duration = Duration::from_millis(20);
 /// The most source MACs a port remembers.
 const MAX_LEARNED: usize = 4096;
 /// The longest path a unix socket address holds (sun_path, with its NUL).
@@ -45,10 +53,8 @@ const SUN_PATH_MAX: usize = 107;
 
 #[derive(Debug, Error)]
 pub enum SwitchError {
-    #[error("cannot create the switch directory {path}")]
-    Dir { path: PathBuf, source: io::Error },
-    #[error("the switch path {0} exists and is not a directory")]
-    NotDir(PathBuf),
+    #[error(transparent)]
+    Dir(#[from] PrivateDirError),
     #[error("the switch port {0} is longer than a unix socket path may be (107 bytes): use a shorter `switch` path")]
     PathTooLong(PathBuf),
     #[error("a NIC with MAC {mac} is already on switch {dir} (another vmrun is running with it)")]
@@ -66,7 +72,8 @@ pub struct SwitchPort {
     learned: HashMap<[u8; 6], PathBuf>,
     peers: Vec<PathBuf>,
     listed_at: Option<(Instant, Option<SystemTime>)>,
-    congested: HashMap<PathBuf, Instant>,
+    /// Ports that exhausted [`SEND_PATIENCE`] and have not taken a frame since.
+    congested: HashSet<PathBuf>,
 }
 
 /// `<dir>/<mac>.sock`.
@@ -90,20 +97,7 @@ impl SwitchPort {
         if own.as_os_str().len() > SUN_PATH_MAX {
             return Err(SwitchError::PathTooLong(own));
         }
-        match std::fs::create_dir(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if !dir.is_dir() {
-                    return Err(SwitchError::NotDir(dir.into()));
-                }
-            }
-            Err(source) => {
-                return Err(SwitchError::Dir {
-                    path: dir.into(),
-                    source,
-                })
-            }
-        }
+        private_dir::ensure_private_dir(dir)?;
         if own.exists() {
             let probe = UnixDatagram::unbound().map_err(|source| SwitchError::Bind {
                 path: own.clone(),
@@ -127,6 +121,7 @@ impl SwitchPort {
             source,
         };
         let sock = UnixDatagram::bind(&own).map_err(bind_err)?;
+        private_dir::restrict_socket(&own)?;
         sock.set_nonblocking(true).map_err(bind_err)?;
         Ok(Self {
             sock,
@@ -135,7 +130,7 @@ impl SwitchPort {
             learned: HashMap::new(),
             peers: Vec::new(),
             listed_at: None,
-            congested: HashMap::new(),
+            congested: HashSet::new(),
         })
     }
 
@@ -168,27 +163,22 @@ impl SwitchPort {
 
     /// Sends to one port, waiting a little for a full one. A stale socket is removed.
     fn send_to(&mut self, frame: &[u8], to: &Path) -> io::Result<()> {
-        let now = Instant::now();
-        let patient = match self.congested.get(to) {
-            Some(&until) if until > now => false,
-            Some(_) => {
-                self.congested.remove(to);
-                true
-            }
-            None => true,
-        };
-        let deadline = now + SEND_PATIENCE;
+        let patient = !self.congested.contains(to);
+        let deadline = Instant::now() + SEND_PATIENCE;
         loop {
             match self.sock.send_to(frame, to) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if !patient {
+                        self.congested.remove(to);
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !patient || Instant::now() >= deadline {
-                        if patient {
-                            self.congested
-                                .insert(to.into(), Instant::now() + CONGESTED_FOR);
-                        }
+                        self.congested.insert(to.into());
                         return Err(e);
                     }
+                    // An unconnected datagram socket cannot poll for room at a peer.
                     std::thread::sleep(Duration::from_micros(50));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -199,6 +189,7 @@ impl SwitchPort {
                     if gone(&e) {
                         self.peers.retain(|p| p != to);
                         self.learned.retain(|_, p| p != to);
+                        self.congested.remove(to);
                     }
                     return Err(e);
                 }
@@ -391,6 +382,10 @@ mod tests {
         assert!(t.elapsed() < Duration::from_millis(500));
         assert!((1..200).contains(&sent), "{sent}");
         assert_eq!(got(&mut b).len(), sent);
+        // B reads again: A sends (and is patient) again.
+        a.send(&f).unwrap();
+        assert!(a.congested.is_empty());
+        assert_eq!(got(&mut b).len(), 1);
         drop((a, b));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -401,9 +396,19 @@ mod tests {
         std::fs::write(&dir, b"x").unwrap();
         assert!(matches!(
             SwitchPort::open(&dir, mac(1)),
-            Err(SwitchError::NotDir(_))
+            Err(SwitchError::Dir(PrivateDirError::NotDir(_)))
         ));
+        // A directory someone else could write to is refused.
         std::fs::remove_file(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = SwitchPort::open(&dir, mac(1)).unwrap_err();
+        assert!(
+            e.to_string().contains("writable by group and others"),
+            "{e}"
+        );
+        std::fs::remove_dir(&dir).unwrap();
         let long = std::env::temp_dir().join("x".repeat(100));
         assert!(matches!(
             SwitchPort::open(&long, mac(1)),

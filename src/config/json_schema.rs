@@ -181,7 +181,7 @@ mod tests {
             }
         }
         let nic = &s["definitions"]["device-nic"]["properties"]["backend"]["enum"];
-        assert_eq!(nic, &json!(["none", "tap", "switch"]));
+        assert_eq!(nic, &json!(["none", "tap", "switch", "dgram"]));
         let serial = &s["definitions"]["device-serial"]["properties"]["backend"]["enum"];
         assert!(serial.as_array().unwrap().contains(&json!("stdio")));
         assert_eq!(

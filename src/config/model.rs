@@ -104,6 +104,8 @@ pub enum Props {
         backend: Option<Sp<String>>,
         tap: Option<Sp<String>>,
         switch: Option<Sp<PathBuf>>,
+        local: Option<Sp<String>>,
+        remote: Option<Sp<String>>,
     },
     Disk {
         path: Option<Sp<PathBuf>>,
@@ -379,6 +381,8 @@ fn read_device(
             backend: t.choice("backend"),
             tap: t.str("tap"),
             switch: t.path("switch"),
+            local: t.endpoint("local"),
+            remote: t.endpoint("remote"),
         },
         "disk" => Props::Disk {
             path: t.path("path"),

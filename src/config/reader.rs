@@ -290,6 +290,17 @@ impl<'a, 'd> TableReader<'a, 'd> {
         Some(Sp::new(p, s.loc))
     }
 
+    /// A datagram endpoint: `udp://HOST:PORT` as written, or a socket path taken from
+    /// the file's directory as [`Self::path`] does.
+    pub fn endpoint(&mut self, key: &str) -> Option<Sp<String>> {
+        let s = self.str(key)?;
+        if s.value.contains("://") {
+            return Some(s);
+        }
+        self.path(key)
+            .map(|p| Sp::new(p.value.to_string_lossy().into_owned(), p.loc))
+    }
+
     pub fn artifact(&mut self, key: &str) -> Option<Artifact> {
         let node = self.node(key)?;
         match &node.value {

@@ -298,7 +298,7 @@ pub const DEVICE_COMMON: &[Field] = &[
 pub const SERIAL_BACKENDS: &[&str] = &["stdio", "file", "socket", "pty", "null"];
 pub const DEBUGCON_BACKENDS: &[&str] = &["stderr", "stdio", "file", "null"];
 pub const NIC_MODELS: &[&str] = &["virtio-net", "e1000"];
-pub const NIC_BACKENDS: &[&str] = &["none", "tap", "switch"];
+pub const NIC_BACKENDS: &[&str] = &["none", "tap", "switch", "dgram"];
 
 pub const SERIAL: &[Field] = &[
     f(
@@ -381,6 +381,18 @@ pub const NIC: &[Field] = &[
         Ty::Path,
         "",
         "Lab switch directory (backend switch), shared by the NICs on it.",
+    ),
+    f(
+        "local",
+        Ty::Str,
+        "",
+        "Backend dgram: the socket this NIC binds, a path or \"udp://ADDR:PORT\".",
+    ),
+    f(
+        "remote",
+        Ty::Str,
+        "",
+        "Backend dgram: where its frames go, a path or \"udp://HOST:PORT\".",
     ),
 ];
 pub const DISK: &[Field] = &[

@@ -312,6 +312,7 @@ fn resolve_impair(i: &Option<ImpairCfg>) -> Impair {
         reorder: pct(&i.reorder),
         corrupt: pct(&i.corrupt),
         rate: i.rate.as_ref().map(|r| r.value),
+        ..Impair::default()
     }
 }
 

@@ -98,18 +98,9 @@ pub enum Port {
     },
 }
 
-/// netem-style impairment; probabilities are fractions (0-1).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Impair {
-    pub delay: Duration,
-    pub jitter: Duration,
-    pub loss: f64,
-    pub duplicate: f64,
-    pub reorder: f64,
-    pub corrupt: f64,
-    /// Bits per second.
-    pub rate: Option<u64>,
-}
+/// netem-style impairment; probabilities are fractions (0-1). The lab switch's own
+/// type, so a lab's impairments go to the switch as they are.
+pub use crate::netsw::impair::Impair;
 
 impl LabSpec {
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {

@@ -339,6 +339,11 @@ pub enum NicBackend {
     None,
     Tap(Option<String>),
     Switch(PathBuf),
+    /// QEMU `-netdev dgram`: one frame per datagram between two sockets.
+    Dgram {
+        local: crate::backends::dgram_sock::Endpoint,
+        remote: crate::backends::dgram_sock::Endpoint,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

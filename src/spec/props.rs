@@ -80,6 +80,72 @@ fn check_parent_dir(p: &Sp<PathBuf>, what: &str, diags: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Backend "dgram": both endpoints, of one kind; a unix `local`'s directory exists.
+fn dgram_backend(
+    local: &Option<Sp<String>>,
+    remote: &Option<Sp<String>>,
+    bloc: &crate::config::source::Loc,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> NicBackend {
+    use crate::backends::dgram_sock::Endpoint;
+    let (Some(l), Some(r)) = (local, remote) else {
+        diags.push(
+            Diagnostic::new(
+                bloc,
+                format!("backend \"dgram\" of {what} needs `local` and `remote`"),
+            )
+            .label("add `local = \"a.sock\"` and `remote = \"b.sock\"` (or udp://)"),
+        );
+        return NicBackend::None;
+    };
+    let mut parse = |s: &Sp<String>| match Endpoint::parse(&s.value, std::path::Path::new("/")) {
+        Ok(Endpoint::Unix(p))
+            if p.as_os_str().len() > crate::backends::dgram_sock::SUN_PATH_MAX =>
+        {
+            diags.push(
+                Diagnostic::new(
+                    &s.loc,
+                    format!("the socket path of {what} is longer than 107 bytes"),
+                )
+                .label("too long"),
+            );
+            None
+        }
+        Ok(e) => Some(e),
+        Err(e) => {
+            diags.push(Diagnostic::new(&s.loc, format!("{e} (for {what})")).label("bad endpoint"));
+            None
+        }
+    };
+    let (Some(le), Some(re)) = (parse(l), parse(r)) else {
+        return NicBackend::None;
+    };
+    if matches!(le, Endpoint::Unix(_)) != matches!(re, Endpoint::Unix(_)) {
+        diags.push(
+            Diagnostic::new(
+                &r.loc,
+                format!("`local` and `remote` of {what} must both be socket paths or both udp://"),
+            )
+            .label("a different kind than `local`"),
+        );
+        return NicBackend::None;
+    }
+    if le == re {
+        diags.push(
+            Diagnostic::new(&r.loc, format!("`remote` of {what} is its `local`"))
+                .label("same endpoint"),
+        );
+    }
+    if let Endpoint::Unix(p) = &le {
+        check_parent_dir(&Sp::new(p.clone(), l.loc.clone()), what, diags);
+    }
+    NicBackend::Dgram {
+        local: le,
+        remote: re,
+    }
+}
+
 /// What the property arms remember across devices: MACs, who reads stdin, which images
 /// are open (by file identity, so a hard link or symlink is the same image).
 #[derive(Default)]
@@ -210,6 +276,8 @@ pub(super) fn device_kind(
                 backend,
                 tap,
                 switch,
+                local,
+                remote,
             },
         ) => {
             // (The schema allows only these; on a board without PCI the plan pass
@@ -278,8 +346,22 @@ pub(super) fn device_kind(
                         NicBackend::None
                     }
                 },
+                "dgram" => dgram_backend(local, remote, &bloc, what, diags),
                 _ => NicBackend::None,
             };
+            if bname != "dgram" {
+                for s in [local, remote].into_iter().flatten() {
+                    diags.push(
+                        Diagnostic::new(
+                            &s.loc,
+                            format!(
+                                "`local` and `remote` of {what} are only used by backend \"dgram\""
+                            ),
+                        )
+                        .label(format!("backend is \"{bname}\"")),
+                    );
+                }
+            }
             DeviceKind::Nic {
                 model,
                 mac,

@@ -197,6 +197,15 @@ fn device(o: &mut String, d: &DeviceSpec) {
                 NicBackend::Switch(p) => {
                     let _ = writeln!(o, "backend = \"switch\"\nswitch = {}", qp(p));
                 }
+                NicBackend::Dgram { local, remote } => {
+                    let (l, r) = (local.to_string(), remote.to_string());
+                    let _ = writeln!(
+                        o,
+                        "backend = \"dgram\"\nlocal = {}\nremote = {}",
+                        q(&l),
+                        q(&r)
+                    );
+                }
             }
         }
         DeviceKind::Disk {

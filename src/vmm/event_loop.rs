@@ -104,11 +104,11 @@ pub fn block_exit_signals() -> libc::sigset_t {
     }
 }
 
-/// A signalfd for the exit signals, closed on drop.
-struct SignalFd(RawFd);
+/// A signalfd for the exit signals, closed on drop (also used by the lab switch's loop).
+pub(crate) struct SignalFd(RawFd);
 
 impl SignalFd {
-    fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         let set = exit_signal_set();
         // SAFETY: creating a new signalfd from a valid set.
         let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
@@ -118,8 +118,12 @@ impl SignalFd {
         Ok(Self(fd))
     }
 
+    pub(crate) fn fd(&self) -> RawFd {
+        self.0
+    }
+
     /// The number of the signal that arrived, if one did.
-    fn read(&self) -> Option<i32> {
+    pub(crate) fn read(&self) -> Option<i32> {
         // SAFETY: signalfd_siginfo is plain data; read(2) fills at most its size.
         unsafe {
             let mut info: libc::signalfd_siginfo = std::mem::zeroed();

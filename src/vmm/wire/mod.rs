@@ -68,6 +68,12 @@ pub enum WireError {
         #[source]
         source: crate::backends::switch::SwitchError,
     },
+    #[error("device `{id}`")]
+    Dgram {
+        id: String,
+        #[source]
+        source: crate::backends::dgram_sock::DgramError,
+    },
     #[error("PCI")]
     Pci(#[from] PciError),
     #[error("device `{id}`")]

@@ -85,6 +85,10 @@ pub(super) fn open_backend(
         NicBackend::Switch(dir) => Some(Box::new(
             SwitchPort::open(dir, *mac).map_err(|source| WireError::Switch { id: id(), source })?,
         )),
+        NicBackend::Dgram { local, remote } => Some(Box::new(
+            crate::backends::dgram::Dgram::open(local, remote)
+                .map_err(|source| WireError::Dgram { id: id(), source })?,
+        )),
     })
 }
 

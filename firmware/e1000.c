@@ -149,6 +149,11 @@ static void e_rx_release(int i)
 	wr(RDT, (u32)i);
 }
 
+static void e_close(void)
+{
+	wr(CTRL, rd(CTRL) | CTRL_RST);
+}
+
 static const struct nic e1000_nic = {
 	.tx_slot = e_tx_slot,
 	.tx_buf = e_tx_buf,
@@ -157,6 +162,7 @@ static const struct nic e1000_nic = {
 	.tx_idle = e_tx_idle,
 	.rx_poll = e_rx_poll,
 	.rx_release = e_rx_release,
+	.close = e_close,
 };
 
 static void rings_init(void)

@@ -117,6 +117,7 @@ static const struct num_option num_options[] = {
 	{ "netrecv", &opt.net_recv, 0, 0, 1000000 },
 	{ "netecho", &opt.net_echo, 0, 0, 1000000 },
 	{ "netping", &opt.net_ping, 0, 0, 1000000 },
+	{ "netpeers", &opt.net_peers, 0, 0, 600000 },
 	{ "netbench", &opt.net_bench, 0, 0, 10000000 },
 	{ "netwait", &opt.net_wait_ms, 0, 1, 600000 },
 	{ "idle", &opt.idle, 0, 0, 1 },
@@ -135,7 +136,7 @@ static const u32 exit_codes[] = { EXIT_POWEROFF, EXIT_TRIPLE, EXIT_RESET, EXIT_H
 
 static const struct word_option word_options[] = {
 	{ "vga", &opt.vga, { "0", "text", "gfx" }, NULL },
-	{ "nic", &opt.nic, { "auto", "virtio", "e1000" }, NULL },
+	{ "nic", &opt.nic, { "auto", "virtio", "e1000", "all" }, NULL },
 	{ "virtirq", &opt.virt_irq, { "poll", "msix", "intx" }, NULL },
 	{ "exit", &opt.exit_mode, { "poweroff", "triple", "reset", "halt" }, exit_codes },
 };

@@ -15,6 +15,7 @@
  *   PROBE net rx ok frames=N from=<mac> us=T     (or: rx timeout frames=got want=N)
  *   PROBE net echo frames=N from=<mac>
  *   PROBE net ping frames=N got=G min_us=A avg_us=B max_us=C
+ *   PROBE net peers mac=<mac> n=N peer=<mac> ...
  *   PROBE net bench frames=N bytes=B us=T fps=F
  */
 #include "probe.h"
@@ -261,10 +262,53 @@ static void net_bench(u32 n)
 	out_end();
 }
 
+/* For `ms` milliseconds: broadcast a test frame every 100 ms and note every other MAC
+ * heard; then list them. A lab test asks each node which peers it reached. */
+static void net_peers(u32 ms)
+{
+	static u8 seen[8][6];
+	u32 n = 0, k = 0;
+	u64 end = tsc_deadline_us((u64)ms * 1000), next = 0;
+	while (!tsc_passed(end)) {
+		if (!next || tsc_passed(next)) {
+			tx_frame(bcast, 0, mac, k++);
+			next = tsc_deadline_us(100000);
+		}
+		struct rx_frame r;
+		if (!rx_wait(tsc_deadline_us(10000), &r))
+			continue;
+		int known = 0;
+		for (u32 i = 0; i < n; i++)
+			known |= !memcmp(seen[i], r.src, 6);
+		if (!known && n < 8)
+			net_copy(seen[n++], r.src, 6);
+	}
+	line_start("net peers");
+	out_mac("mac", mac);
+	kv_dec("n", n);
+	for (u32 i = 0; i < n; i++)
+		out_mac("peer", seen[i]);
+	out_end();
+}
+
+static void net_tests(void);
+
 void net_report(void)
 {
 	if (!opt.net)
 		return;
+	if (opt.nic == NIC_ALL) {
+		/* Every model in turn, each closed before the next takes the buffers. */
+		if ((nic = virtio_net_open(mac))) {
+			net_tests();
+			nic->close();
+		}
+		if ((nic = e1000_open(mac))) {
+			net_tests();
+			nic->close();
+		}
+		return;
+	}
 	nic = NULL;
 	if (opt.nic != NIC_E1000)
 		nic = virtio_net_open(mac);
@@ -272,7 +316,14 @@ void net_report(void)
 		nic = e1000_open(mac);
 	if (!nic)
 		return; /* no NIC (or it failed: its driver said why) */
+	net_tests();
+}
+
+static void net_tests(void)
+{
 	u32 wait = opt.net_wait_ms;
+	if (opt.net_peers)
+		net_peers(opt.net_peers);
 	if (opt.net_send)
 		net_send(opt.net_send);
 	if (opt.net_recv)

@@ -192,7 +192,7 @@ void idle_isr(u64 vector);
 #define NET_RXQ 32
 #define NET_TXQ 32
 #define NET_BUF 2048
-enum { NIC_AUTO, NIC_VIRTIO, NIC_E1000 };
+enum { NIC_AUTO, NIC_VIRTIO, NIC_E1000, NIC_ALL };
 /* A polled NIC: transmit slot i owns buffer i. */
 struct nic {
 	int (*tx_slot)(u8 **buf);          /* next free slot and its frame buffer, or -1 */
@@ -202,6 +202,7 @@ struct nic {
 	int (*tx_idle)(void);              /* every queued frame sent (reaps) */
 	int (*rx_poll)(const u8 **f, u32 *len); /* a received frame's slot, or -1 */
 	void (*rx_release)(int i);         /* give slot i back to the NIC */
+	void (*close)(void);               /* stop the NIC (its DMA) before another uses the buffers */
 };
 extern u8 net_rx_bufs[NET_RXQ][NET_BUF];
 extern u8 net_tx_bufs[NET_TXQ][NET_BUF];
@@ -258,6 +259,7 @@ int vdev_find(u32 type, u32 nth, struct vdev *d);
 void vdev_describe(const struct vdev *d);
 u64 vdev_init(struct vdev *d, u64 want); /* accepted features, ~0 if refused */
 u32 vdev_status(struct vdev *d);
+void vdev_reset(struct vdev *d);
 void vdev_driver_ok(struct vdev *d);
 u8 vdev_cfg8(struct vdev *d, u32 off);
 u32 vdev_cfg32(struct vdev *d, u32 off);
@@ -307,6 +309,7 @@ struct options {
 	u32 net_send;    /* netsend=N: broadcast N test frames */
 	u32 net_recv;    /* netrecv=N: wait for N test frames from another MAC */
 	u32 net_echo;    /* netecho=N: answer N test frames back to their sender */
+	u32 net_peers;   /* netpeers=MS: beacon and list the MACs heard for MS ms */
 	u32 net_ping;    /* netping=N: N timed round trips to a netecho peer */
 	u32 net_bench;   /* netbench=N: send N full-size frames, report frames/s */
 	u32 net_wait_ms; /* netwait: bound of netrecv/netecho (default 10000) */

@@ -282,6 +282,11 @@ static void set_status(struct vdev *d, u8 s)
 		mmio_write32(d->base + M_STATUS, s);
 }
 
+void vdev_reset(struct vdev *d)
+{
+	set_status(d, 0);
+}
+
 u32 vdev_status(struct vdev *d)
 {
 	return d->pci ? r8(d->base + C_STATUS) : mmio_read32(d->base + M_STATUS);

@@ -85,6 +85,11 @@ static void v_rx_release(int i)
 	}
 }
 
+static void v_close(void)
+{
+	vdev_reset(&dev);
+}
+
 static const struct nic virtio_nic = {
 	.tx_slot = v_tx_slot,
 	.tx_buf = v_tx_buf,
@@ -93,6 +98,7 @@ static const struct nic virtio_nic = {
 	.tx_idle = v_tx_idle,
 	.rx_poll = v_rx_poll,
 	.rx_release = v_rx_release,
+	.close = v_close,
 };
 
 const struct nic *virtio_net_open(u8 *mac)

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::Subcommand;
 
+use vmrun::lab::state::LabState;
 use vmrun::lab::{self, LabSpec};
 
 #[derive(Subcommand)]
@@ -15,6 +17,84 @@ pub enum LabCommand {
     Check { file: PathBuf },
     /// Print the nodes, NICs, cables and LANs as Graphviz DOT.
     Graph { file: PathBuf },
+    /// Start the lab (or the named nodes and what they depend on), detached; return
+    /// once every node is ready.
+    Up {
+        file: PathBuf,
+        nodes: Vec<String>,
+        /// Leave what was started running when a node fails.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Power every node down (ACPI power button), then stop what remains and the switch.
+    Down {
+        file: PathBuf,
+        /// How long the guests get to power off.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        timeout: Duration,
+    },
+    /// Every node's state, pid, uptime, console, QMP socket and cables; the switch's
+    /// port counters.
+    Status {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The node's serial console, interactively (Ctrl-] detaches).
+    Console { file: PathBuf, node: String },
+    /// What the node's console printed (`-f` follows it).
+    Logs {
+        file: PathBuf,
+        node: String,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Take one node down and up again; its cables stay plugged in.
+    Restart {
+        file: PathBuf,
+        node: String,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        timeout: Duration,
+    },
+    /// Throw away the disk overlays (back to the base images) and start again.
+    Reset { file: PathBuf, node: Option<String> },
+    /// Pull (`down`) or plug (`up`) a NIC's cable: NODE:NIC.
+    Link {
+        file: PathBuf,
+        endpoint: String,
+        #[arg(value_parser = ["up", "down"])]
+        state: String,
+    },
+    /// Impair a link or network at run time: `--delay 20ms --loss 1%`, or `--clear`.
+    Impair {
+        file: PathBuf,
+        /// The link or network name.
+        target: String,
+        #[arg(long)]
+        delay: Option<String>,
+        #[arg(long)]
+        jitter: Option<String>,
+        #[arg(long)]
+        loss: Option<String>,
+        #[arg(long)]
+        duplicate: Option<String>,
+        #[arg(long)]
+        reorder: Option<String>,
+        #[arg(long)]
+        corrupt: Option<String>,
+        #[arg(long)]
+        rate: Option<String>,
+        #[arg(long)]
+        clear: bool,
+    },
+    /// A live pcap of a link, network or NODE:NIC port (`-w -` for standard output,
+    /// e.g. `| tcpdump -r -`).
+    Capture {
+        file: PathBuf,
+        target: String,
+        #[arg(short = 'w', long = "write", default_value = "-")]
+        output: String,
+    },
 }
 
 /// A lab file that failed its check (the errors are already printed).
@@ -41,6 +121,18 @@ pub fn resolve(file: &Path) -> anyhow::Result<LabSpec> {
     }
 }
 
+/// The recorded state of the lab in `file`: from the file, or (edited or deleted)
+/// the state recorded beside it.
+fn recorded(file: &Path) -> anyhow::Result<LabState> {
+    let from_spec = lab::check_file(file)
+        .ok()
+        .and_then(|r| r.ok())
+        .map(|s| s.state_dir);
+    let dir = lab::state::find_dir(file, from_spec.as_deref())
+        .with_context(|| format!("{}: no lab state found (is the lab up?)", file.display()))?;
+    LabState::load(&dir).with_context(|| format!("{}: the lab is not running", file.display()))
+}
+
 pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LabCommand::Check { file } => {
@@ -52,12 +144,115 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
                 spec.nodes.len(),
                 spec.nets.len()
             );
-            Ok(ExitCode::SUCCESS)
         }
         LabCommand::Graph { file } => {
             let spec = resolve(&file)?;
             crate::print(&lab::graph::to_dot(&spec)).context("printing the graph")?;
-            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Up { file, nodes, keep } => {
+            let spec = resolve(&file)?;
+            for n in &nodes {
+                if spec.node(n).is_none() {
+                    bail!("lab `{}` has no node `{n}`", spec.name);
+                }
+            }
+            let opts = lab::up::UpOptions { only: nodes, keep };
+            lab::up::up(&spec, &opts, &mut std::io::stderr())?;
+            eprintln!("lab `{}` is up", spec.name);
+        }
+        LabCommand::Down { file, timeout } => {
+            let mut state = recorded(&file)?;
+            let sockets = lab::check_file(&file)
+                .ok()
+                .and_then(|r| r.ok())
+                .map(|s| lab::wiring::LabPaths::of(&s).sockets);
+            lab::down::down(&mut state, timeout, sockets.as_deref());
+            state.save()?;
+            eprintln!("lab `{}` is down", state.name);
+        }
+        LabCommand::Status { file, json } => {
+            let state = recorded(&file)?;
+            if json {
+                let text = serde_json::to_string_pretty(&lab::status::to_json(&state))?;
+                crate::print(&format!("{text}\n"))?;
+            } else {
+                crate::print(&lab::status::to_table(&state))?;
+            }
+        }
+        LabCommand::Console { file, node } => {
+            let state = recorded(&file)?;
+            let n = state
+                .node(&node)
+                .with_context(|| format!("no node `{node}`"))?;
+            eprintln!(
+                "node `{node}`: console {} (Ctrl-] detaches)",
+                n.console.display()
+            );
+            lab::console::attach(&n.console)
+                .with_context(|| format!("node `{node}`: cannot attach to its console"))?;
+        }
+        LabCommand::Logs { file, node, follow } => {
+            let state = recorded(&file)?;
+            let n = state
+                .node(&node)
+                .with_context(|| format!("no node `{node}`"))?;
+            lab::console::print_log(&n.console_log, follow)?;
+        }
+        LabCommand::Restart {
+            file,
+            node,
+            timeout,
+        } => {
+            let spec = resolve(&file)?;
+            lab::up::restart(&spec, &node, timeout, &mut std::io::stderr())?;
+            eprintln!("node `{node}` restarted");
+        }
+        LabCommand::Reset { file, node } => {
+            let spec = resolve(&file)?;
+            lab::up::reset(&spec, node.as_deref(), &mut std::io::stderr())?;
+            eprintln!("lab `{}` reset", spec.name);
+        }
+        LabCommand::Link {
+            file,
+            endpoint,
+            state,
+        } => {
+            let rec = recorded(&file)?;
+            lab::netctl::set_link(&rec, &endpoint, state == "up")?;
+        }
+        LabCommand::Impair {
+            file,
+            target,
+            delay,
+            jitter,
+            loss,
+            duplicate,
+            reorder,
+            corrupt,
+            rate,
+            clear,
+        } => {
+            let rec = recorded(&file)?;
+            let cfg = vmrun::netsw::impair::ImpairConfig {
+                delay,
+                jitter,
+                loss,
+                duplicate,
+                reorder,
+                corrupt,
+                rate,
+                ..Default::default()
+            };
+            lab::netctl::impair(&rec, &target, (!clear).then_some(cfg))?;
+        }
+        LabCommand::Capture {
+            file,
+            target,
+            output,
+        } => {
+            let rec = recorded(&file)?;
+            lab::netctl::capture(&rec, &target, &output)?;
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -69,3 +69,23 @@ fn pump(s: &mut UnixStream) -> std::io::Result<()> {
         }
     }
 }
+
+/// Prints the console log; with `follow`, keeps printing what is appended until
+/// interrupted.
+pub fn print_log(path: &Path, follow: bool) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut out = std::io::stdout();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            out.flush()?;
+            continue;
+        }
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -14,11 +14,17 @@
 
 pub mod check;
 pub mod console;
+pub mod down;
 pub mod file;
 pub mod graph;
+pub mod netctl;
+pub mod overlay;
 pub mod process;
 pub mod schema;
 pub mod state;
+pub mod status;
+pub mod up;
+pub mod wiring;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -16,6 +16,10 @@ use crate::backends::dgram_sock::Endpoint;
 use crate::netsw::config::{Config, NetKind as SwKind, NetworkConfig, PortConfig};
 use crate::spec::{CharBackend, DeviceKind, MachineSpec, NicBackend};
 
+/// The longest socket path we let a lab use (sun_path holds 107 bytes and a NUL; node
+/// names add up to 48).
+const MAX_SOCKET_DIR: usize = 48;
+
 /// Where one node's files are.
 #[derive(Debug, Clone)]
 pub struct NodePaths {
@@ -41,7 +45,18 @@ impl LabPaths {
     pub fn of(lab: &LabSpec) -> LabPaths {
         let hash = Sha256::digest(lab.state_dir.as_os_str().as_encoded_bytes());
         let tag: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
-        let sockets = crate::control::runtime::base_dir().join(format!("lab-{}-{tag}", lab.name));
+        // The runtime directory, unless it is so deep that the sockets' paths would
+        // not fit: then a private directory under /tmp.
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let sockets = [
+            crate::control::runtime::base_dir(),
+            PathBuf::from(format!("/tmp/vmrun-{uid}")),
+        ]
+        .into_iter()
+        .map(|b| b.join(format!("lab-{tag}")))
+        .find(|d| d.join("n00-00.sock").as_os_str().len() < MAX_SOCKET_DIR)
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/vmrun-{uid}/lab-{tag}")));
         LabPaths {
             switch_config: lab.state_dir.join("switch.json"),
             switch_log: lab.state_dir.join("switch.log"),

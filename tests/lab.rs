@@ -1,0 +1,237 @@
+//! Labs end to end with the example in machines/labs/ (three probes, a cable and a
+//! LAN), copied to a temporary directory: `lab up` returns once every node is ready,
+//! every node heard every peer on every wire, `status` shows them, a cable pull stops
+//! frames, `restart` keeps the wiring, `down` stops everything; and broken lab files
+//! are refused with located errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+mod common;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example lab in a fresh directory.
+fn lab_dir(name: &str) -> PathBuf {
+    let d = common::temp_dir("lab", name);
+    for f in ["triangle.toml", "router.toml", "host.toml"] {
+        std::fs::copy(root().join("machines/labs").join(f), d.join(f)).unwrap();
+    }
+    d
+}
+
+fn lab(dir: &Path, args: &[&str]) -> Output {
+    common::vmrun()
+        .current_dir(dir)
+        .arg("lab")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The MACs of `net peers` lines of a node's console: (own MAC, peers heard).
+fn peers(dir: &Path, node: &str) -> Vec<(String, Vec<String>)> {
+    let log = std::fs::read_to_string(dir.join(".vmrun/triangle").join(node).join("console.log"))
+        .unwrap_or_default();
+    let lines = vmrun::boot::probe::parse_report(&log).unwrap();
+    lines
+        .iter()
+        .filter(|l| l.tag == "net peers")
+        .map(|l| {
+            let mine = l.get("mac").unwrap_or("").to_string();
+            let heard = l
+                .fields
+                .iter()
+                .filter(|(k, _)| k == "peer")
+                .map(|(_, v)| v.clone())
+                .collect();
+            (mine, heard)
+        })
+        .collect()
+}
+
+fn status(dir: &Path) -> serde_json::Value {
+    let out = lab(dir, &["status", "--json", "triangle.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_triangle_comes_up_passes_frames_and_goes_down() {
+    if !common::kvm_usable() {
+        return;
+    }
+    let dir = lab_dir("triangle");
+    let up = lab(&dir, &["up", "triangle.toml"]);
+    let ctx = || {
+        let logs: Vec<String> = ["r1", "r2", "h1"]
+            .iter()
+            .map(|n| {
+                let p = dir.join(".vmrun/triangle").join(n);
+                format!(
+                    "--- {n}:\n{}\n{}",
+                    std::fs::read_to_string(p.join("console.log")).unwrap_or_default(),
+                    std::fs::read_to_string(p.join("vmrun.log")).unwrap_or_default()
+                )
+            })
+            .collect();
+        logs.join("\n")
+    };
+    assert!(up.status.success(), "{}\n{}", text(&up.stderr), ctx());
+
+    // Every node heard every other on each of its wires.
+    let mac = |node: &str, nic: usize| peers(&dir, node)[nic].0.clone();
+    let (r1_lan, r1_wan) = (mac("r1", 0), mac("r1", 1));
+    let (r2_lan, r2_wan) = (mac("r2", 0), mac("r2", 1));
+    let h1 = mac("h1", 0);
+    let heard = |node: &str, nic: usize| {
+        let mut v = peers(&dir, node)[nic].1.clone();
+        v.sort();
+        v
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        heard("r1", 0),
+        sorted(vec![r2_lan.clone(), h1.clone()]),
+        "{}",
+        ctx()
+    );
+    assert_eq!(
+        heard("r2", 0),
+        sorted(vec![r1_lan.clone(), h1.clone()]),
+        "{}",
+        ctx()
+    );
+    assert_eq!(heard("h1", 0), sorted(vec![r1_lan, r2_lan]), "{}", ctx());
+    assert_eq!(heard("r1", 1), vec![r2_wan], "the cable; {}", ctx());
+    assert_eq!(heard("r2", 1), vec![r1_wan], "the cable; {}", ctx());
+
+    // status: every node running with its cables; the switch counted the frames.
+    let s = status(&dir);
+    for n in s["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "running", "{s}");
+        assert!(n["pid"].as_u64().is_some(), "{s}");
+    }
+    let ports: Vec<&serde_json::Value> = s["switch"]["status"]["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["ports"].as_array().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 5, "{s}");
+    for p in &ports {
+        assert!(p["counters"]["rx_frames"].as_u64().unwrap_or(0) > 0, "{p}");
+    }
+
+    // A cable pull: the port is down on the switch.
+    let pulled = lab(&dir, &["link", "triangle.toml", "r1:wan", "down"]);
+    assert!(pulled.status.success(), "{}", text(&pulled.stderr));
+    let s = status(&dir);
+    let wan = s["switch"]["status"]["networks"][0]["ports"][0].clone();
+    assert_eq!(
+        (wan["name"].as_str(), wan["up"].as_bool()),
+        (Some("r1:wan"), Some(false)),
+        "{s}"
+    );
+
+    // A node restarts; the others keep running, the wiring stays.
+    let before: Vec<u64> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["pid"].as_u64().unwrap())
+        .collect();
+    let restarted = lab(&dir, &["restart", "triangle.toml", "h1"]);
+    assert!(restarted.status.success(), "{}", text(&restarted.stderr));
+    let s = status(&dir);
+    let after: Vec<u64> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["pid"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        (before[0], before[1]),
+        (after[0], after[1]),
+        "r1 and r2 untouched"
+    );
+    assert_ne!(before[2], after[2], "h1 is a new process");
+
+    // down: the power buttons, then nothing of the lab runs.
+    let down = lab(&dir, &["down", "triangle.toml"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    let s = status(&dir);
+    for n in s["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "stopped", "{s}");
+    }
+    assert!(s["switch"]["pid"].is_null(), "{s}");
+    for p in after {
+        assert!(
+            !Path::new(&format!("/proc/{p}")).exists(),
+            "pid {p} still runs"
+        );
+    }
+    let r1 = std::fs::read_to_string(dir.join(".vmrun/triangle/r1/console.log")).unwrap();
+    assert!(r1.contains("PROBE power button"), "a clean power-off: {r1}");
+}
+
+#[test]
+fn down_works_after_the_lab_file_is_gone() {
+    if !common::kvm_usable() {
+        return;
+    }
+    let dir = lab_dir("gone");
+    // One node is enough.
+    let up = lab(&dir, &["up", "triangle.toml", "h1"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    std::fs::remove_file(dir.join("triangle.toml")).unwrap();
+    let down = lab(&dir, &["down", "triangle.toml"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(".vmrun/triangle/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        state["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["process"].is_null()),
+        "{state}"
+    );
+}
+
+#[test]
+fn a_broken_lab_is_refused_with_located_errors() {
+    let dir = lab_dir("broken");
+    let text_of = std::fs::read_to_string(dir.join("triangle.toml")).unwrap();
+    std::fs::write(
+        dir.join("bad.toml"),
+        text_of
+            .replace("\"r2:wan\"]", "\"r3:wan\"]")
+            .replace("\"h1:eth0\"]", "\"h1:eth1\"]"),
+    )
+    .unwrap();
+    let out = lab(&dir, &["check", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown node `r3`") && err.contains("bad.toml:22:24"),
+        "{err}"
+    );
+    assert!(err.contains("has no device `eth1`"), "{err}");
+    assert!(err.contains("2 errors found"), "{err}");
+    // up refuses it too, before starting anything.
+    let up = lab(&dir, &["up", "bad.toml"]);
+    assert_eq!(up.status.code(), Some(1));
+    assert!(!dir.join(".vmrun").exists());
+}

@@ -235,3 +235,23 @@ fn a_broken_lab_is_refused_with_located_errors() {
     assert_eq!(up.status.code(), Some(1));
     assert!(!dir.join(".vmrun").exists());
 }
+
+#[test]
+fn the_readme_documents_every_lab_key() {
+    use vmrun::lab::schema::*;
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for (section, fields) in [
+        ("top level", TOP),
+        ("[lab]", LAB),
+        ("[node.NAME]", NODE),
+        ("ready", READY),
+        ("[[link]]", LINK),
+        ("[network.NAME]", NETWORK),
+        ("impair", IMPAIR),
+    ] {
+        for f in fields {
+            let row = format!("| {section} `{}` |", f.key);
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+}

@@ -358,14 +358,9 @@ fn duration(t: &mut TableReader<'_, '_>, key: &str) -> Option<Sp<Duration>> {
 
 fn percent(t: &mut TableReader<'_, '_>, key: &str) -> Option<Sp<f64>> {
     let s = t.str(key)?;
-    let v = s
-        .value
-        .strip_suffix('%')
-        .and_then(|n| n.trim().parse::<f64>().ok())
-        .filter(|v| (0.0..=100.0).contains(v));
-    match v {
-        Some(v) => Some(Sp::new(v, s.loc)),
-        None => {
+    match crate::netsw::units::percent(&s.value) {
+        Ok(v) => Some(Sp::new(v * 100.0, s.loc)),
+        Err(_) => {
             let msg = format!("`{key}` in {}: \"{}\" is not a percentage", t.what, s.value);
             t.error(Diagnostic::new(&s.loc, msg).label("write e.g. \"1%\", \"0.01%\" (0-100)"));
             None
@@ -373,28 +368,11 @@ fn percent(t: &mut TableReader<'_, '_>, key: &str) -> Option<Sp<f64>> {
     }
 }
 
-/// A rate: a number and a unit of bits per second (bit, kbit, Mbit, Gbit).
-pub fn parse_rate(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.trim().parse().ok()?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "bit" | "bps" => 1.0,
-        "kbit" => 1e3,
-        "mbit" => 1e6,
-        "gbit" => 1e9,
-        _ => return None,
-    };
-    let v = n * mult;
-    (1.0..=1e12).contains(&v).then_some(v as u64)
-}
-
 fn rate(t: &mut TableReader<'_, '_>, key: &str) -> Option<Sp<u64>> {
     let s = t.str(key)?;
-    match parse_rate(&s.value) {
-        Some(v) => Some(Sp::new(v, s.loc)),
-        None => {
+    match crate::netsw::units::rate(&s.value) {
+        Ok(v) => Some(Sp::new(v, s.loc)),
+        Err(_) => {
             let msg = format!("`{key}` in {}: \"{}\" is not a rate", t.what, s.value);
             t.error(
                 Diagnostic::new(&s.loc, msg).label("write e.g. \"10Mbit\", \"512kbit\", \"1Gbit\""),

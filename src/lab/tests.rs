@@ -207,10 +207,6 @@ fn broken_labs_are_located() {
 
 #[test]
 fn rates_and_udp() {
-    assert_eq!(file::parse_rate("10Mbit"), Some(10_000_000));
-    assert_eq!(file::parse_rate("1.5Gbit"), Some(1_500_000_000));
-    assert_eq!(file::parse_rate("512kbit"), Some(512_000));
-    assert_eq!(file::parse_rate("fast"), None);
     assert_eq!(
         parse_udp("udp://10.0.0.1:5000"),
         Some(("10.0.0.1".into(), 5000))

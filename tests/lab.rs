@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
+mod netlab;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,7 +58,11 @@ fn peers(dir: &Path, node: &str) -> Vec<(String, Vec<String>)> {
 }
 
 fn status(dir: &Path) -> serde_json::Value {
-    let out = lab(dir, &["status", "--json", "triangle.toml"]);
+    status_of(dir, "triangle.toml")
+}
+
+fn status_of(dir: &Path, file: &str) -> serde_json::Value {
+    let out = lab(dir, &["status", "--json", file]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -254,4 +259,58 @@ fn the_readme_documents_every_lab_key() {
             assert!(readme.contains(&row), "README lacks the row {row}");
         }
     }
+}
+
+/// A stock QEMU joins a vmrun lab LAN through an `external` port and exchanges
+/// frames with a vmrun node there.
+#[test]
+fn qemu_on_a_lab_lan() {
+    if !common::kvm_usable() || !common::have_tool("qemu-system-x86_64", "qemu-system-x86") {
+        return;
+    }
+    let dir = common::temp_dir("lab", "qemu");
+    std::fs::write(
+        dir.join("a.toml"),
+        "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n[boot]\n\
+         cmdline = \"memtest=0 timer=0 rtc=0 netsend=4 netrecv=4 netwait=30000 idle=1\"\n\
+         [[device]]\nid = \"eth0\"\nkind = \"nic\"\nmac = \"52:54:00:00:aa:01\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lab.toml"),
+        "[lab]\nname = \"mixed\"\n[node.a]\nmachine = \"a.toml\"\nautostart = false\n\
+         ready = { serial = \"PROBE done\" }\n\
+         [network.lan]\nendpoints = [\"a:eth0\", { external = \"q\" }]\n",
+    )
+    .unwrap();
+    // The switch alone (no autostart node), then QEMU on the port it offers.
+    let up = lab(&dir, &["up", "lab.toml"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let s = status_of(&dir, "lab.toml");
+    let netdev = s["switch"]["external"][0]["qemu_netdev"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let elf = dir.join("probe.elf");
+    std::fs::write(&elf, vmrun::boot::probe::probe_elf()).unwrap();
+    let netdev = netdev.replacen("id=q", "id=n0", 1);
+    let mut q = netlab::Probe::qemu(
+        &elf,
+        &netdev,
+        "52:54:00:00:ee:05",
+        &dir.join("q.log"),
+        &["netecho=4", "netwait=30000"],
+    );
+    q.wait_net();
+    let up = lab(&dir, &["up", "lab.toml", "a"]);
+    let log = std::fs::read_to_string(dir.join(".vmrun/mixed/a/console.log")).unwrap_or_default();
+    assert!(up.status.success(), "{}\n{log}", text(&up.stderr));
+    let q = q.finish();
+    assert_eq!(q.get("net echo", "frames"), 4, "{}", q.ctx);
+    assert!(
+        log.contains("PROBE net rx ok frames=4 from=52:54:00:00:ee:05"),
+        "{log}"
+    );
+    let down = lab(&dir, &["down", "lab.toml"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
 }

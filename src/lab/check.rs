@@ -409,7 +409,7 @@ fn check_macs(input: &NetInput<'_>, ports: &[Port], e: &mut LabErrors) {
         .iter()
         .filter_map(|p| match p {
             Port::Nic { node, nic, mac } => Some((mac, node.as_str(), nic.as_str())),
-            Port::Remote { .. } => None,
+            Port::Remote { .. } | Port::External { .. } => None,
         })
         .collect();
     for (i, (mac, node, nic)) in macs.iter().enumerate() {
@@ -449,6 +449,20 @@ fn resolve_endpoint(
     e: &mut LabErrors,
 ) -> Option<Port> {
     match ep {
+        EndpointCfg::External { name, .. } => {
+            if !valid_name(&name.value) {
+                e.diags.push(
+                    Diagnostic::new(
+                        &name.loc,
+                        format!("bad external port name \"{}\"", name.value),
+                    )
+                    .label("1-48 letters, digits, `-` or `_`"),
+                );
+            }
+            Some(Port::External {
+                name: name.value.clone(),
+            })
+        }
         EndpointCfg::Remote { remote, local, .. } => {
             for u in std::iter::once(remote).chain(local) {
                 if super::parse_udp(&u.value).is_none() {

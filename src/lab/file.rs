@@ -51,6 +51,11 @@ pub enum EndpointCfg {
         remote: Sp<String>,
         local: Option<Sp<String>>,
     },
+    /// A port for a program outside the lab (a QEMU VM): its sockets are the lab's.
+    External {
+        loc: Loc,
+        name: Sp<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -308,14 +313,25 @@ fn endpoints(t: &mut TableReader<'_, '_>) -> (Vec<EndpointCfg>, usize) {
                     Value::Str(s) => Some(Sp::new(s.clone(), n.loc.clone())),
                     _ => None,
                 });
+                let external = tab.get("external").and_then(|n| match &n.value {
+                    Value::Str(s) => Some(Sp::new(s.clone(), n.loc.clone())),
+                    _ => None,
+                });
                 for (k, _) in &tab.entries {
-                    if k.name != "remote" && k.name != "local" {
+                    if !["remote", "local", "external"].contains(&k.name.as_str()) {
                         let msg = format!("unknown key `{}` in an endpoint", k.name);
                         t.error(
                             Diagnostic::new(&k.loc, msg)
-                                .label("endpoints have `remote` and `local`"),
+                                .label("endpoints have `remote` and `local`, or `external`"),
                         );
                     }
+                }
+                if let Some(name) = external {
+                    out.push(EndpointCfg::External {
+                        loc: item.loc.clone(),
+                        name,
+                    });
+                    continue;
                 }
                 match remote {
                     Some(remote) => out.push(EndpointCfg::Remote {

@@ -28,8 +28,16 @@ pub fn to_dot(lab: &LabSpec) -> String {
                 format!("{}\\n{}", esc(nic), crate::spec::mac_string(mac)),
             ),
             Port::Remote { remote, .. } => (format!("remote:{}", esc(remote)), String::new()),
+            Port::External { name } => (format!("ext:{}", esc(name)), String::new()),
         };
         for p in &net.ports {
+            if let Port::External { name } = p {
+                let _ = writeln!(
+                    o,
+                    "  \"ext:{0}\" [shape=component, label=\"{0}\"];",
+                    esc(name)
+                );
+            }
             if let Port::Remote { remote, .. } = p {
                 let _ = writeln!(
                     o,

@@ -102,6 +102,8 @@ pub enum Port {
         remote: String,
         local: Option<String>,
     },
+    /// A port a program outside the lab joins (e.g. QEMU's `-netdev dgram`).
+    External { name: String },
 }
 
 /// netem-style impairment; probabilities are fractions (0-1). The lab switch's own

@@ -96,7 +96,7 @@ pub const LINK: &[Field] = &[
         "endpoints",
         Ty::Str,
         "",
-        "Two ends: \"node:nic\", or { remote = \"udp://HOST:PORT\", local = \"udp://ADDR:PORT\" }.",
+        "Two ends: \"node:nic\", { remote = \"udp://HOST:PORT\", local = \"udp://ADDR:PORT\" }, or { external = \"NAME\" }.",
     ),
     f(
         "impair",

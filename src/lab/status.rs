@@ -54,6 +54,23 @@ pub fn switch(state: &LabState) -> Option<crate::netsw::proto::Status> {
     c.status().ok()
 }
 
+/// External ports (a program outside the lab joins them) and the QEMU `-netdev` that
+/// joins each: QEMU binds the port's peer socket and sends to the switch's.
+pub fn externals(s: &crate::netsw::proto::Status) -> Vec<(String, String)> {
+    s.networks
+        .iter()
+        .flat_map(|n| n.ports.iter())
+        .filter(|p| !p.name.contains(':') && !p.remote.starts_with("udp://"))
+        .map(|p| {
+            let netdev = format!(
+                "dgram,id={0},local.type=unix,local.path={1},remote.type=unix,remote.path={2}",
+                p.name, p.remote, p.local
+            );
+            (p.name.clone(), netdev)
+        })
+        .collect()
+}
+
 /// The switch's ports as a table: like a switch's port counters.
 fn ports_table(s: &crate::netsw::proto::Status) -> String {
     let mut o = format!(
@@ -96,6 +113,9 @@ pub fn to_json(state: &LabState) -> Value {
         "switch": {
             "pid": state.switch.as_ref().filter(|p| p.alive()).map(|p| p.pid),
             "status": switch(state).and_then(|s| serde_json::to_value(s).ok()),
+            "external": switch(state).map(|s| externals(&s).into_iter()
+                .map(|(name, netdev)| json!({"name": name, "qemu_netdev": netdev}))
+                .collect::<Vec<_>>()),
         },
         "nodes": nodes,
     })
@@ -126,6 +146,9 @@ pub fn to_table(state: &LabState) -> String {
     }
     if let Some(s) = switch(state) {
         o += &ports_table(&s);
+        for (name, netdev) in externals(&s) {
+            o += &format!("external port {name}: qemu-system-x86_64 ... -netdev {netdev}\n");
+        }
     } else {
         o += "switch: not running\n";
     }

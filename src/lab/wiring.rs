@@ -121,7 +121,7 @@ pub fn switch_config(lab: &LabSpec, paths: &LabPaths) -> Config {
 
 fn port_config(paths: &LabPaths, net: usize, i: usize, p: &Port) -> PortConfig {
     let (local, remote) = match p {
-        Port::Nic { .. } => {
+        Port::Nic { .. } | Port::External { .. } => {
             let (sw, node) = paths.port(net, i);
             (sw.display().to_string(), node.display().to_string())
         }
@@ -145,6 +145,7 @@ pub fn port_name(p: &Port) -> String {
     match p {
         Port::Nic { node, nic, .. } => format!("{node}:{nic}"),
         Port::Remote { remote, .. } => remote.clone(),
+        Port::External { name } => name.clone(),
     }
 }
 

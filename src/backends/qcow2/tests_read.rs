@@ -2,6 +2,7 @@
 //! qemu-utils is missing), hand-made corruptions, and a random-corruption fuzz of a
 //! tiny in-memory image.
 
+use super::header::MAGIC;
 use super::*;
 use crate::testing::Rng;
 use std::path::PathBuf;

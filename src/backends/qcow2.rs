@@ -18,12 +18,15 @@
 //! Refused when an image is opened (so by `vmrun check`): encryption, an external
 //! data file, a compression type other than deflate, extended L2 entries, unknown
 //! incompatible features, sizes that do not fit the file; for writing also internal
-//! snapshots, a set dirty bit (lazy refcounts left inconsistent), and metadata that
-//! points outside the file, overlaps or is shared.
+//! snapshots, persistent dirty bitmaps, a set dirty bit (lazy refcounts left
+//! inconsistent), and metadata that points outside the file, overlaps, is shared or
+//! is not counted.
 //!
-//! Refcounts are always kept consistent (QEMU's behaviour without lazy_refcounts):
-//! vmrun never sets the dirty bit, and clears the autoclear feature bits (bitmaps it
-//! does not update) before its first write, as the specification asks of a writer.
+//! Refcounts are always kept consistent (QEMU's behaviour without lazy_refcounts,
+//! whatever the image's lazy_refcounts bit says): vmrun never sets the dirty bit.
+//! Persistent dirty bitmaps are not updated, so an image with them is refused for
+//! writing; other (unknown) autoclear feature bits are cleared before the first
+//! write, as the specification asks of a writer that does not know them.
 //!
 //! Crash safety (see [`flush`]): guest data goes straight to the file; metadata
 //! changes stay in memory until a guest flush (or an L2 cache full of changes, or the
@@ -100,6 +103,8 @@ pub enum Qcow2Error {
     Dirty,
     #[error("the image has {0} internal snapshot(s); vmrun writes only images without snapshots (qemu-img snapshot -d), or set readonly = true")]
     Snapshots(u32),
+    #[error("the image has persistent dirty bitmaps, which vmrun would not keep up to date; remove them (qemu-img bitmap --remove), or set readonly = true")]
+    Bitmaps,
     #[error("inconsistent metadata ({0}); check it with qemu-img check")]
     Metadata(&'static str),
     #[error("bad header: {0}")]
@@ -473,5 +478,10 @@ pub(crate) fn first_cluster<S: Storage>(store: &S, file_len: u64) -> io::Result<
 }
 
 #[cfg(test)]
-#[path = "qcow2/tests_read.rs"]
+mod test_util;
+#[cfg(test)]
+mod tests_model;
+#[cfg(test)]
 mod tests_read;
+#[cfg(test)]
+mod tests_write;

@@ -11,10 +11,20 @@ use super::chain::resolve;
 use crate::backends::disk::{inspect, DiskError, Format};
 
 const CLUSTER_BITS: u32 = 16;
-const CLUSTER: u64 = 1 << CLUSTER_BITS;
-/// Header length: the v3 fields, the compression type byte, padding to 8.
-const HEADER_LEN: usize = 112;
+/// The v3 header's length: its fields, the compression type byte, padding to 8.
+const HEADER_LEN_V3: usize = 112;
 const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
+
+/// The shape of a new, empty image.
+pub(crate) struct Blank<'a> {
+    pub size: u64,
+    pub cluster_bits: u32,
+    pub version: u32,
+    /// 4 for version 2.
+    pub refcount_order: u32,
+    /// (name, format).
+    pub backing: Option<(&'a str, &'a str)>,
+}
 
 /// Writes a fresh qcow2 v3 image at `path` (which must not exist) whose backing file
 /// is `backing` in `backing_format`, stored as given (a relative name is, as for
@@ -45,7 +55,13 @@ pub fn create_overlay(
             source: Box::new(e),
         })?
         .size;
-    let bytes = overlay_bytes(size, name, backing_format.name());
+    let bytes = blank_image(&Blank {
+        size,
+        cluster_bits: CLUSTER_BITS,
+        version: 3,
+        refcount_order: 4,
+        backing: Some((name, backing_format.name())),
+    });
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -68,35 +84,43 @@ fn put64(v: &mut [u8], at: usize, x: u64) {
     v[at..at + 8].copy_from_slice(&x.to_be_bytes());
 }
 
-/// The whole image: header cluster, refcount table, refcount block, L1 table.
-fn overlay_bytes(size: u64, backing: &str, format: &str) -> Vec<u8> {
-    let l1_size = size.div_ceil(CLUSTER * (CLUSTER / 8)).max(1);
-    let l1_clusters = (l1_size * 8).div_ceil(CLUSTER);
+/// The whole image: header cluster, refcount table, refcount block, L1 table (its
+/// clusters must fit one refcount block: true for 64 KiB clusters at any size).
+pub(crate) fn blank_image(b: &Blank) -> Vec<u8> {
+    let cl = 1u64 << b.cluster_bits;
+    let l1_size = b.size.div_ceil(cl * (cl / 8)).max(1);
+    let l1_clusters = (l1_size * 8).div_ceil(cl);
     let clusters = 3 + l1_clusters;
-    let mut v = vec![0u8; (clusters * CLUSTER) as usize];
-    // The backing format extension, the end marker, then the name.
-    let ext_len = 8 + format.len().next_multiple_of(8);
-    let name_at = HEADER_LEN + ext_len + 8;
+    assert!(clusters <= (cl * 8) >> b.refcount_order);
+    let mut v = vec![0u8; (clusters * cl) as usize];
+    let header_len = if b.version == 2 { 72 } else { HEADER_LEN_V3 };
     put32(&mut v, 0, super::header::MAGIC);
-    put32(&mut v, 4, 3);
-    put64(&mut v, 8, name_at as u64);
-    put32(&mut v, 16, backing.len() as u32);
-    put32(&mut v, 20, CLUSTER_BITS);
-    put64(&mut v, 24, size);
+    put32(&mut v, 4, b.version);
+    put32(&mut v, 20, b.cluster_bits);
+    put64(&mut v, 24, b.size);
     put32(&mut v, 36, l1_size as u32);
-    put64(&mut v, 40, 3 * CLUSTER);
-    put64(&mut v, 48, CLUSTER);
+    put64(&mut v, 40, 3 * cl);
+    put64(&mut v, 48, cl);
     put32(&mut v, 56, 1);
-    put32(&mut v, 96, 4);
-    put32(&mut v, 100, HEADER_LEN as u32);
-    put32(&mut v, HEADER_LEN, EXT_BACKING_FORMAT);
-    put32(&mut v, HEADER_LEN + 4, format.len() as u32);
-    v[HEADER_LEN + 8..HEADER_LEN + 8 + format.len()].copy_from_slice(format.as_bytes());
-    v[name_at..name_at + backing.len()].copy_from_slice(backing.as_bytes());
+    if b.version == 3 {
+        put32(&mut v, 96, b.refcount_order);
+        put32(&mut v, 100, header_len as u32);
+    }
+    if let Some((name, format)) = b.backing {
+        // The backing format extension, the end marker, then the name.
+        put32(&mut v, header_len, EXT_BACKING_FORMAT);
+        put32(&mut v, header_len + 4, format.len() as u32);
+        v[header_len + 8..header_len + 8 + format.len()].copy_from_slice(format.as_bytes());
+        let name_at = header_len + 8 + format.len().next_multiple_of(8) + 8;
+        put64(&mut v, 8, name_at as u64);
+        put32(&mut v, 16, name.len() as u32);
+        v[name_at..name_at + name.len()].copy_from_slice(name.as_bytes());
+    }
     // Refcount table entry 0 -> the block at cluster 2, which counts every cluster.
-    put64(&mut v, CLUSTER as usize, 2 * CLUSTER);
+    put64(&mut v, cl as usize, 2 * cl);
+    let block = &mut v[2 * cl as usize..3 * cl as usize];
     for c in 0..clusters as usize {
-        v[2 * CLUSTER as usize + 2 * c + 1] = 1;
+        super::refcount::set_entry(block, b.refcount_order, c, 1);
     }
     v
 }
@@ -108,8 +132,14 @@ mod tests {
 
     #[test]
     fn layout_parses_and_opens_writable() {
-        let v = overlay_bytes(10 << 30, "/base/img.qcow2", "qcow2");
-        let h = Header::parse(&v[..CLUSTER as usize], v.len() as u64).unwrap();
+        let v = blank_image(&Blank {
+            size: 10 << 30,
+            cluster_bits: CLUSTER_BITS,
+            version: 3,
+            refcount_order: 4,
+            backing: Some(("/base/img.qcow2", "qcow2")),
+        });
+        let h = Header::parse(&v[..1 << CLUSTER_BITS], v.len() as u64).unwrap();
         assert_eq!(h.size, 10 << 30);
         assert_eq!(h.l1_size, 20);
         let b = h.backing.unwrap();

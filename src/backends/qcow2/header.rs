@@ -12,6 +12,8 @@ pub const INCOMPAT_CORRUPT: u64 = 1 << 1;
 pub const INCOMPAT_DATA_FILE: u64 = 1 << 2;
 pub const INCOMPAT_COMPRESSION: u64 = 1 << 3;
 pub const INCOMPAT_EXTENDED_L2: u64 = 1 << 4;
+/// Autoclear bit 0: the persistent dirty bitmaps are consistent.
+const AUTOCLEAR_BITMAPS: u64 = 1 << 0;
 /// The largest L1 table we load (entries): 4 Mi entries = 32 MiB.
 const MAX_L1_ENTRIES: u64 = 1 << 22;
 /// The largest refcount table we load, in bytes (QEMU's limit too).
@@ -188,6 +190,9 @@ impl Header {
         }
         if self.nb_snapshots != 0 {
             return Err(Qcow2Error::Snapshots(self.nb_snapshots));
+        }
+        if self.autoclear & AUTOCLEAR_BITMAPS != 0 {
+            return Err(Qcow2Error::Bitmaps);
         }
         let cluster = 1u64 << self.cluster_bits;
         let len = u64::from(self.refcount_table_clusters) * cluster;

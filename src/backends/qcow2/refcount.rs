@@ -47,7 +47,7 @@ pub struct Refcounts {
 }
 
 /// Entry `i` of a refcount block of `1 << order`-bit entries.
-fn get_entry(b: &[u8], order: u32, i: usize) -> u64 {
+pub(super) fn get_entry(b: &[u8], order: u32, i: usize) -> u64 {
     match order {
         0..=2 => {
             let bits = 1usize << order;
@@ -61,7 +61,7 @@ fn get_entry(b: &[u8], order: u32, i: usize) -> u64 {
     }
 }
 
-fn set_entry(b: &mut [u8], order: u32, i: usize, v: u64) {
+pub(super) fn set_entry(b: &mut [u8], order: u32, i: usize, v: u64) {
     match order {
         0..=2 => {
             let bits = 1usize << order;
@@ -138,6 +138,13 @@ impl Refcounts {
                 return Err(Qcow2Error::Metadata("L2 table offset"));
             }
             rc.claim_range(off, 1, Meta::L2)?;
+        }
+        let mut metas: Vec<u64> = rc.meta.keys().copied().collect();
+        metas.sort_unstable();
+        for off in metas {
+            if rc.get(store, off)? == 0 {
+                return Err(Qcow2Error::Metadata("a metadata cluster has refcount 0"));
+            }
         }
         rc.next_free = rc.meta.keys().map(|&o| o + cl).fold(end, u64::max);
         Ok(rc)

@@ -55,25 +55,25 @@ fn read_slice(v: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A writable in-memory store that remembers what reached "stable storage": the
-/// state at the last sync and the writes since, so a test can build the image a
-/// crash would leave (the synced bytes plus any subset of the later writes).
+/// A writable in-memory store that remembers every write and sync, so a test can
+/// build what a crash at any moment would leave: everything written before some
+/// sync, plus any subset of the writes after it up to the next sync. Clones share
+/// the bytes (a test keeps one to look at the store after the image is dropped).
 #[cfg(test)]
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Mem {
-    inner: std::sync::Mutex<MemInner>,
+    inner: std::sync::Arc<std::sync::Mutex<MemInner>>,
 }
 
 #[cfg(test)]
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct MemInner {
     pub data: Vec<u8>,
-    pub durable: Vec<u8>,
-    /// Writes since the last sync, in order.
-    pub pending: Vec<(u64, Vec<u8>)>,
-    /// Every write ever made (offset, length).
-    pub log: Vec<(u64, usize)>,
-    pub syncs: u64,
+    base: Vec<u8>,
+    /// Every write (offset, bytes), in order.
+    pub writes: Vec<(u64, Vec<u8>)>,
+    /// How many writes had been made at each sync.
+    syncs: Vec<usize>,
     /// Writes fail with EIO once this many more succeeded (None: never).
     pub fail_after: Option<u64>,
 }
@@ -82,22 +82,23 @@ pub struct MemInner {
 impl Mem {
     pub fn new(bytes: Vec<u8>) -> Self {
         let inner = MemInner {
-            durable: bytes.clone(),
+            base: bytes.clone(),
             data: bytes,
             ..MemInner::default()
         };
         Self {
-            inner: std::sync::Mutex::new(inner),
+            inner: std::sync::Arc::new(std::sync::Mutex::new(inner)),
         }
     }
 
-    /// A copy of the whole state.
-    pub fn snapshot(&self) -> MemInner {
-        self.inner.lock().unwrap().clone()
+    /// Looks at the state (under the store's lock).
+    pub fn with<R>(&self, f: impl FnOnce(&mut MemInner) -> R) -> R {
+        f(&mut self.inner.lock().unwrap())
     }
 
-    pub fn set_fail_after(&self, n: Option<u64>) {
-        self.inner.lock().unwrap().fail_after = n;
+    /// The current bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.with(|m| m.data.clone())
     }
 }
 
@@ -112,11 +113,30 @@ fn apply(v: &mut Vec<u8>, offset: u64, buf: &[u8]) {
 
 #[cfg(test)]
 impl MemInner {
-    /// What a crash now could leave: the synced bytes plus the pending writes that
-    /// `keep` selects (by index), applied in order.
-    pub fn crashed(&self, keep: impl Fn(usize) -> bool) -> Vec<u8> {
-        let mut v = self.durable.clone();
-        for (i, (off, b)) in self.pending.iter().enumerate() {
+    /// Syncs so far.
+    pub fn epochs(&self) -> usize {
+        self.syncs.len()
+    }
+
+    /// Writes since sync `k` (0: since the start) up to the next one.
+    pub fn epoch_writes(&self, k: usize) -> usize {
+        let start = if k == 0 { 0 } else { self.syncs[k - 1] };
+        let end = self.syncs.get(k).copied().unwrap_or(self.writes.len());
+        end - start
+    }
+
+    /// What a crash after `k` syncs could leave: every write before the k-th sync,
+    /// then the writes of the epoch after it that `keep` picks (by index in it).
+    pub fn crashed_at(&self, k: usize, keep: impl Fn(usize) -> bool) -> Vec<u8> {
+        let start = if k == 0 { 0 } else { self.syncs[k - 1] };
+        let mut v = self.base.clone();
+        for (off, b) in &self.writes[..start] {
+            apply(&mut v, *off, b);
+        }
+        for (i, (off, b)) in self.writes[start..start + self.epoch_writes(k)]
+            .iter()
+            .enumerate()
+        {
             if keep(i) {
                 apply(&mut v, *off, b);
             }
@@ -140,20 +160,18 @@ impl Storage for Mem {
         }
         if offset
             .checked_add(buf.len() as u64)
-            .is_none_or(|e| e > 1 << 40)
+            .is_none_or(|e| e > 1 << 32)
         {
             return Err(io::Error::from_raw_os_error(libc::EFBIG));
         }
         apply(&mut m.data, offset, buf);
-        m.pending.push((offset, buf.to_vec()));
-        m.log.push((offset, buf.len()));
+        m.writes.push((offset, buf.to_vec()));
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut m = self.inner.lock().unwrap();
-        m.durable = m.data.clone();
-        m.pending.clear();
-        m.syncs += 1;
+        let n = m.writes.len();
+        m.syncs.push(n);
         Ok(())
     }
     fn byte_len(&self) -> io::Result<u64> {

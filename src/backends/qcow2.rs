@@ -480,6 +480,10 @@ pub(crate) fn first_cluster<S: Storage>(store: &S, file_len: u64) -> io::Result<
 #[cfg(test)]
 mod test_util;
 #[cfg(test)]
+mod tests_chain;
+#[cfg(test)]
+mod tests_fuzz;
+#[cfg(test)]
 mod tests_model;
 #[cfg(test)]
 mod tests_read;

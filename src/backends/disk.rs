@@ -315,6 +315,7 @@ mod tests {
             DiskImage::open(&p, true, "vmdk"),
             Err(DiskError::Format { .. })
         ));
+        drop(r);
         assert!(matches!(
             DiskImage::open(&p, false, "qcow2"),
             Err(DiskError::Qcow2 { .. })

@@ -119,7 +119,7 @@ impl Refcounts {
             if e == 0 {
                 continue;
             }
-            if e & !RT_MASK != 0 || e % cl != 0 || e >= end {
+            if e & !RT_MASK != 0 || !e.is_multiple_of(cl) || e >= end {
                 return Err(Qcow2Error::Metadata("refcount block offset"));
             }
             rc.claim_range(e, 1, Meta::RefcountBlock)?;
@@ -134,7 +134,7 @@ impl Refcounts {
                     "shared L2 table (L1 entry without COPIED)",
                 ));
             }
-            if off % cl != 0 || off >= end {
+            if !off.is_multiple_of(cl) || off >= end {
                 return Err(Qcow2Error::Metadata("L2 table offset"));
             }
             rc.claim_range(off, 1, Meta::L2)?;

@@ -45,7 +45,7 @@ fn broken_chains_are_errors() {
         return;
     }
     let e = inspect(&a, true, "qcow2").unwrap_err();
-    let msg = e.chain();
+    let msg = crate::error_chain(&e);
     assert!(matches!(innermost(&e), DiskError::Open { .. }), "{msg}");
     assert!(
         msg.contains("backing file of") && msg.contains("missing.raw"),
@@ -60,7 +60,7 @@ fn broken_chains_are_errors() {
     assert!(
         matches!(innermost(&e), DiskError::Loop { .. }),
         "{}",
-        e.chain()
+        crate::error_chain(&e)
     );
     let c = d.join("c.qcow2");
     std::os::unix::fs::symlink(&c, d.join("link")).unwrap();
@@ -69,7 +69,7 @@ fn broken_chains_are_errors() {
     assert!(
         matches!(innermost(&e), DiskError::Loop { .. }),
         "{}",
-        e.chain()
+        crate::error_chain(&e)
     );
     // A format vmrun does not read.
     let v = d.join("v.qcow2");
@@ -78,7 +78,7 @@ fn broken_chains_are_errors() {
     assert!(
         matches!(innermost(&e), DiskError::Format { .. }),
         "{}",
-        e.chain()
+        crate::error_chain(&e)
     );
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -105,7 +105,7 @@ fn deep_chains_stop_and_formats_are_probed() {
     assert!(
         matches!(innermost(&e), DiskError::Depth { .. }),
         "{}",
-        e.chain()
+        crate::error_chain(&e)
     );
     // Without a backing format extension the backing file is probed (qemu-img no
     // longer makes such images: the extension's type is overwritten with one
@@ -153,7 +153,7 @@ fn backing_files_are_locked_shared() {
     assert!(
         matches!(innermost(&e), DiskError::Locked { .. }),
         "{}",
-        e.chain()
+        crate::error_chain(&e)
     );
     drop(wb);
     for (p, b) in [(&o1, 1u8), (&o2, 2)] {

@@ -228,7 +228,11 @@ impl Case {
     fn crash(&mut self, ctx: &str) {
         let r1 = self.rng.next();
         let e = self.q.store().with(|m| m.epochs()) as u64;
-        let k = if r1 % 2 == 0 { e } else { r1 / 2 % (e + 1) };
+        let k = if r1.is_multiple_of(2) {
+            e
+        } else {
+            r1 / 2 % (e + 1)
+        };
         self.crash_at(k as usize, ctx);
     }
 
@@ -238,7 +242,7 @@ impl Case {
             let cut = (r2 % (m.epoch_writes(k) as u64 + 1)) as usize;
             match r3 % 3 {
                 0 => m.crashed_at(k, |i| i < cut),
-                1 => m.crashed_at(k, |i| Rng(r2 ^ i as u64).next() % 2 == 0),
+                1 => m.crashed_at(k, |i| Rng(r2 ^ i as u64).next().is_multiple_of(2)),
                 _ => m.crashed_at(k, |_| true),
             }
         });

@@ -16,6 +16,12 @@ impl<S: Storage> Qcow2<S> {
         if st.rc.is_none() {
             return Err(io::Error::from_raw_os_error(libc::EROFS));
         }
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.hdr.size)
+        {
+            return Err(super::past_end());
+        }
         self.prepare(&mut st)?;
         // Room in the L2 cache for the tables this request touches.
         let tables = buf.len() as u64 / (self.cluster() * self.cluster() / 8) + 2;

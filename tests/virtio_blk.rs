@@ -20,11 +20,6 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// The probe's pattern: sector s, byte i.
-fn pattern(s: usize, i: usize) -> u8 {
-    (s * 31 + i * 7 + 1) as u8
-}
-
 fn image(path: &Path, len: usize, fill: u8) {
     std::fs::write(path, vec![fill; len]).unwrap();
 }
@@ -69,20 +64,7 @@ fn tagged<'a>(lines: &'a [ProbeLine], tag: &str) -> Vec<&'a ProbeLine> {
 
 fn check_pattern(path: &Path, sectors: usize) {
     let f = std::fs::read(path).unwrap();
-    for s in 0..sectors {
-        for i in 0..512 {
-            assert_eq!(
-                f[s * 512 + i],
-                pattern(s, i),
-                "{}: sector {s} byte {i}",
-                path.display()
-            );
-        }
-    }
-    assert!(
-        f[sectors * 512..].iter().all(|&b| b == 0),
-        "bytes past the written sectors changed"
-    );
+    common::assert_blk_pattern(&f, sectors, 0, &path.display().to_string());
 }
 
 const QUICK: &str = "quick=1 smp=0 fwcfg=0 net=0";

@@ -1,13 +1,12 @@
-//! Disk images on the host: raw files, opened read-only or read-write, with an
-//! advisory lock so that two VMs cannot write one image (shared `flock` for
-//! read-only users, exclusive for a writer; the lock lives as long as the open file).
-//!
-//! qcow2 images (see [`super::qcow2`]) are read only: [`DiskImage::open`] refuses
-//! them writable.
+//! Disk images on the host: raw files and qcow2 images (see [`super::qcow2`]), opened
+//! read-only or read-write, with an advisory lock so that two VMs cannot write one
+//! image (shared `flock` for read-only users and for every backing file of a qcow2
+//! image, exclusive for a writer; a lock lives as long as its open file).
 //!
 //! I/O is synchronous positioned reads and writes on the calling thread (the vCPU
-//! thread that kicked the queue); `flush` is `fsync`, so whatever the guest flushed
-//! survives the VMM being killed.
+//! thread that kicked the queue). `flush` makes every write so far durable (`fsync`
+//! for raw, the ordered metadata writes of [`super::qcow2`]), so whatever the guest
+//! flushed survives the VMM being killed.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -16,59 +15,175 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::qcow2::{Qcow2, Qcow2Error};
+use super::qcow2::{chain, Qcow2, Qcow2Error};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR_SIZE: u64 = 512;
 
+/// An image format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+    Qcow2,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+
+    /// "raw" or "qcow2".
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "raw" => Some(Format::Raw),
+            "qcow2" => Some(Format::Qcow2),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum DiskError {
-    #[error("cannot open disk image {path}")]
+    #[error("cannot open disk image {}", path.display())]
     Open {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error(
-        "disk image {path} is in use by another process ({what}); is another VM running with it?"
+        "disk image {} is in use by another process ({what}); is another VM running with it?",
+        path.display()
     )]
     Locked { path: PathBuf, what: &'static str },
-    #[error("cannot lock disk image {path}")]
+    #[error("cannot lock disk image {}", path.display())]
     Lock {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("disk image {path}: format `{format}` is not supported (raw or qcow2)")]
+    #[error("disk image {}: format `{format}` is not supported (raw or qcow2)", path.display())]
     Format { path: PathBuf, format: String },
-    #[error("disk image {path}: qcow2 images are read-only in vmrun: set readonly = true, or convert with qemu-img convert -O raw")]
-    Qcow2Writable { path: PathBuf },
-    #[error("disk image {path}")]
-    Qcow2 { path: PathBuf, source: Qcow2Error },
+    #[error("disk image {} is not a usable qcow2 image", path.display())]
+    Qcow2 {
+        path: PathBuf,
+        #[source]
+        source: Qcow2Error,
+    },
+    #[error("backing file of {}", image.display())]
+    Backing {
+        image: PathBuf,
+        #[source]
+        source: Box<DiskError>,
+    },
+    #[error("backing chain loop: {} is already in the chain", path.display())]
+    Loop { path: PathBuf },
+    #[error("backing chain deeper than {} images at {}", chain::MAX_DEPTH, path.display())]
+    Depth { path: PathBuf },
+    #[error("cannot create overlay {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes the advisory lock on `file`: exclusive for a writer, else shared.
+pub(crate) fn lock_file(file: &File, path: &Path, exclusive: bool) -> Result<(), DiskError> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        DiskError::Locked {
+            path: path.into(),
+            what: if exclusive {
+                "opened by another user"
+            } else {
+                "opened for writing"
+            },
+        }
+    } else {
+        DiskError::Lock {
+            path: path.into(),
+            source: e,
+        }
+    })
+}
+
+fn format_of(path: &Path, format: &str) -> Result<Format, DiskError> {
+    match format {
+        "" => Ok(Format::Raw),
+        f => Format::parse(f).ok_or_else(|| DiskError::Format {
+            path: path.into(),
+            format: f.into(),
+        }),
+    }
+}
+
+/// What [`inspect`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// Virtual size in bytes.
+    pub size: u64,
+    /// The backing files (opened read-only), nearest first.
+    pub backing: Vec<PathBuf>,
+}
+
+/// Checks that `path` opens as `format` ("" is raw) the way [`DiskImage::open`]
+/// would (a qcow2 image with its whole backing chain, and whatever writing needs
+/// unless `readonly`), without locking or writing anything.
+pub fn inspect(path: &Path, readonly: bool, format: &str) -> Result<Inspected, DiskError> {
+    let fmt = format_of(path, format)?;
+    let open_err = |source| DiskError::Open {
+        path: path.into(),
+        source,
+    };
+    let file = File::open(path).map_err(open_err)?;
+    Ok(match fmt {
+        Format::Raw => Inspected {
+            size: file.metadata().map_err(open_err)?.len(),
+            backing: Vec::new(),
+        },
+        Format::Qcow2 => {
+            let (q, backing) = chain::open_chain(path, file, !readonly, false)?;
+            Inspected {
+                size: q.size(),
+                backing,
+            }
+        }
+    })
+}
+
+#[derive(Debug)]
+enum Backend {
+    Raw(File),
+    Qcow2(Box<Qcow2<File>>),
 }
 
 /// An open raw or qcow2 image.
 #[derive(Debug)]
 pub struct DiskImage {
-    file: File,
-    /// Set for a qcow2 image (its reader has a clone of `file`).
-    qcow2: Option<Box<Qcow2<File>>>,
+    backend: Backend,
     path: PathBuf,
     size: u64,
     readonly: bool,
 }
 
 impl DiskImage {
-    /// Opens `path` (read-only when `readonly`) and takes the advisory lock.
+    /// Opens `path` (read-only when `readonly`) as `format` ("" is raw) and takes
+    /// the advisory locks.
     pub fn open(path: &Path, readonly: bool, format: &str) -> Result<Self, DiskError> {
-        let qcow2 = format == "qcow2";
-        if qcow2 && !readonly {
-            return Err(DiskError::Qcow2Writable { path: path.into() });
-        }
-        if !format.is_empty() && format != "raw" && !qcow2 {
-            return Err(DiskError::Format {
-                path: path.into(),
-                format: format.into(),
-            });
-        }
+        let fmt = format_of(path, format)?;
         let open_err = |source| DiskError::Open {
             path: path.into(),
             source,
@@ -78,45 +193,16 @@ impl DiskImage {
             .write(!readonly)
             .open(path)
             .map_err(open_err)?;
-        let op = if readonly {
-            libc::LOCK_SH
-        } else {
-            libc::LOCK_EX
-        };
-        // SAFETY: flock on a file descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                DiskError::Locked {
-                    path: path.into(),
-                    what: if readonly {
-                        "opened for writing"
-                    } else {
-                        "opened by another user"
-                    },
-                }
-            } else {
-                DiskError::Lock {
-                    path: path.into(),
-                    source: e,
-                }
-            });
-        }
-        let (size, qcow2) = if qcow2 {
-            let q = Qcow2::open(file.try_clone().map_err(open_err)?).map_err(|source| {
-                DiskError::Qcow2 {
-                    path: path.into(),
-                    source,
-                }
-            })?;
-            (q.size(), Some(Box::new(q)))
-        } else {
-            (file.metadata().map_err(open_err)?.len(), None)
+        lock_file(&file, path, !readonly)?;
+        let (size, backend) = match fmt {
+            Format::Raw => (file.metadata().map_err(open_err)?.len(), Backend::Raw(file)),
+            Format::Qcow2 => {
+                let q = chain::open(path, file, !readonly, true)?;
+                (q.size(), Backend::Qcow2(Box::new(q)))
+            }
         };
         Ok(Self {
-            file,
-            qcow2,
+            backend,
             path: path.into(),
             size,
             readonly,
@@ -127,7 +213,7 @@ impl DiskImage {
         &self.path
     }
 
-    /// Size in bytes (the file's length when opened).
+    /// Size in bytes (the raw file's length when opened, a qcow2 image's virtual size).
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -154,9 +240,9 @@ impl DiskImage {
     /// Reads `buf.len()` bytes at `offset`.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.in_bounds(offset, buf.len())?;
-        match &self.qcow2 {
-            Some(q) => q.read_at(offset, buf),
-            None => self.file.read_exact_at(buf, offset),
+        match &self.backend {
+            Backend::Qcow2(q) => q.read_at(offset, buf),
+            Backend::Raw(f) => f.read_exact_at(buf, offset),
         }
     }
 
@@ -166,15 +252,21 @@ impl DiskImage {
             return Err(std::io::Error::from_raw_os_error(libc::EROFS));
         }
         self.in_bounds(offset, buf.len())?;
-        self.file.write_all_at(buf, offset)
+        match &self.backend {
+            Backend::Qcow2(q) => q.write_at(offset, buf),
+            Backend::Raw(f) => f.write_all_at(buf, offset),
+        }
     }
 
-    /// Everything written so far reaches stable storage (`fsync`).
+    /// Everything written so far reaches stable storage.
     pub fn flush(&self) -> std::io::Result<()> {
         if self.readonly {
             return Ok(());
         }
-        self.file.sync_all()
+        match &self.backend {
+            Backend::Qcow2(q) => q.flush(),
+            Backend::Raw(f) => f.sync_all(),
+        }
     }
 }
 
@@ -223,9 +315,10 @@ mod tests {
             DiskImage::open(&p, true, "vmdk"),
             Err(DiskError::Format { .. })
         ));
+        drop(r);
         assert!(matches!(
             DiskImage::open(&p, false, "qcow2"),
-            Err(DiskError::Qcow2Writable { .. })
+            Err(DiskError::Qcow2 { .. })
         ));
         assert!(matches!(
             DiskImage::open(&p, true, "qcow2"),

@@ -407,7 +407,7 @@ pub const DISK: &[Field] = &[
         "format",
         Ty::Choice(&["raw", "qcow2"]),
         "\"raw\"",
-        "Image format; qcow2 (v2/v3) is read-only.",
+        "Image format; qcow2 (v2/v3) images are written too and may have backing files.",
     ),
 ];
 

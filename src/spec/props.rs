@@ -385,50 +385,38 @@ pub(super) fn device_kind(
                 return None;
             };
             let abs = existing_file(p, "disk image", diags)?;
-            let id = file_id(&abs);
-            if let Some((_, other_ro, other, oloc)) = disks.iter().find(|(q, ..)| *q == id) {
-                if !readonly || !other_ro {
-                    diags.push(
-                        Diagnostic::new(
-                            &p.loc,
-                            format!("{what} and {other} use the same image {}", abs.display()),
-                        )
-                        .label("an image written by one device can't be shared")
-                        .note_at(oloc, format!("{other} is here")),
-                    );
-                }
-            }
-            disks.push((id, readonly, what.clone(), p.loc.clone()));
             let fmt = match format.as_ref().map(|f| f.value.as_str()) {
                 Some("qcow2") => DiskFormat::Qcow2,
                 _ => DiskFormat::Raw,
             };
-            if fmt == DiskFormat::Qcow2 {
-                let floc = format.as_ref().map_or(&d.kind.loc, |f| &f.loc);
-                if !readonly {
+            // The whole backing chain opens now (so nothing fails after check), and
+            // its files count as read-only users of their images.
+            let backing = match crate::backends::disk::inspect(&abs, readonly, fmt.name()) {
+                Ok(i) => i.backing,
+                Err(e) => {
                     diags.push(
-                        Diagnostic::new(floc, format!("{what}: qcow2 images are read-only in vmrun: set readonly = true, or convert with qemu-img convert -O raw"))
-                            .label("add `readonly = true`"),
+                        Diagnostic::new(&p.loc, format!("{what}: {}", crate::error_chain(&e)))
+                            .label(format!("format is \"{}\"", fmt.name())),
                     );
                     return None;
                 }
-                let opened = std::fs::File::open(&abs)
-                    .map_err(crate::backends::qcow2::Qcow2Error::Io)
-                    .and_then(crate::backends::qcow2::Qcow2::open);
-                if let Err(e) = opened {
-                    diags.push(
-                        Diagnostic::new(
-                            &p.loc,
-                            format!(
-                                "{what}: {} is not a usable qcow2 image: {}",
-                                abs.display(),
-                                crate::error_chain(&e)
-                            ),
-                        )
-                        .label("format is \"qcow2\""),
-                    );
-                    return None;
+            };
+            let users = std::iter::once((&abs, readonly)).chain(backing.iter().map(|b| (b, true)));
+            for (file, ro) in users {
+                let id = file_id(file);
+                if let Some((_, other_ro, other, oloc)) = disks.iter().find(|(q, ..)| *q == id) {
+                    if !ro || !other_ro {
+                        diags.push(
+                            Diagnostic::new(
+                                &p.loc,
+                                format!("{what} and {other} use the same image {}", file.display()),
+                            )
+                            .label("an image written by one device can't be shared")
+                            .note_at(oloc, format!("{other} is here")),
+                        );
+                    }
                 }
+                disks.push((id, ro, what.clone(), p.loc.clone()));
             }
             DeviceKind::Disk {
                 path: abs,

@@ -135,3 +135,26 @@ pub fn boot(suite: &str, name: &str, machine: &str, opts: &[&str]) -> Booted {
         stderr: String::from_utf8_lossy(&out.stderr).into(),
     }
 }
+
+/// The probe's virtio-blk pattern (`blksectors=N`): byte `i` of sector `s`.
+pub fn blk_pattern(s: usize, i: usize) -> u8 {
+    (s * 31 + i * 7 + 1) as u8
+}
+
+/// `disk` (the guest's bytes of image `what`) holds the probe's pattern in its first
+/// `sectors` sectors, then only `rest` bytes.
+pub fn assert_blk_pattern(disk: &[u8], sectors: usize, rest: u8, what: &str) {
+    for s in 0..sectors {
+        for i in 0..512 {
+            assert_eq!(
+                disk[s * 512 + i],
+                blk_pattern(s, i),
+                "{what}: sector {s} byte {i}"
+            );
+        }
+    }
+    assert!(
+        disk[sectors * 512..].iter().all(|&b| b == rest),
+        "{what}: bytes past the written sectors changed"
+    );
+}

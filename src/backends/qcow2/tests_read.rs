@@ -2,44 +2,11 @@
 //! qemu-utils is missing), hand-made corruptions, and a random-corruption fuzz of a
 //! tiny in-memory image.
 
+use super::header::MAGIC;
+use super::test_util::{make, tmp, tool};
 use super::*;
 use crate::testing::Rng;
 use std::path::PathBuf;
-use std::process::Command;
-
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("vmrun-qcow2-{}-{name}", std::process::id()))
-}
-
-fn run(tool: &str, args: &[&str]) -> Option<()> {
-    match Command::new(tool).args(args).output() {
-        Err(_) => {
-            eprintln!("skipped: {tool} not found (install qemu-utils)");
-            None
-        }
-        Ok(o) => {
-            assert!(o.status.success(), "{tool} {args:?}: {o:?}");
-            Some(())
-        }
-    }
-}
-
-/// `qemu-img create -f qcow2 -o OPTS` of `size`, then each qemu-io command.
-fn make(name: &str, opts: &str, size: &str, io: &[&str]) -> Option<PathBuf> {
-    let p = tmp(name);
-    let _ = std::fs::remove_file(&p);
-    let ps = p.to_str().unwrap();
-    let mut args = vec!["create", "-q", "-f", "qcow2"];
-    if !opts.is_empty() {
-        args.extend(["-o", opts]);
-    }
-    args.extend([ps, size]);
-    run("qemu-img", &args)?;
-    for c in io {
-        run("qemu-io", &["-f", "qcow2", "-c", c, ps])?;
-    }
-    Some(p)
-}
 
 fn open(p: &PathBuf) -> Result<Qcow2<Vec<u8>>, Qcow2Error> {
     Qcow2::open(std::fs::read(p).unwrap())
@@ -120,7 +87,7 @@ fn compressed_clusters_inflate() {
     std::fs::write(&raw, &data).unwrap();
     let p = tmp("c.qcow2");
     let (rs, ps) = (raw.to_str().unwrap(), p.to_str().unwrap());
-    if run(
+    if tool(
         "qemu-img",
         &["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", rs, ps],
     )

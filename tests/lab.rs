@@ -314,3 +314,123 @@ fn qemu_on_a_lab_lan() {
     let down = lab(&dir, &["down", "lab.toml"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
 }
+
+fn qemu_img(args: &[&str]) -> Output {
+    std::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Two nodes on one base image through per-node overlays: the base is never written,
+/// the overlays hold the guests' writes and pass `qemu-img check`, and `lab reset`
+/// throws them away (the disks are pristine again).
+#[test]
+fn overlays_share_a_base_and_reset_restores_it() {
+    if !common::kvm_usable() || !common::have_tool("qemu-img", "qemu-utils") {
+        return;
+    }
+    let dir = common::temp_dir("lab", "overlay");
+    std::fs::write(dir.join("base.img"), vec![0u8; 1 << 20]).unwrap();
+    let sha = |p: &Path| {
+        use sha2::Digest;
+        sha2::Sha256::digest(std::fs::read(p).unwrap()).to_vec()
+    };
+    let base_sha = sha(&dir.join("base.img"));
+    std::fs::write(
+        dir.join("n.toml"),
+        "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n[boot]\n\
+         cmdline = \"memtest=0 timer=0 rtc=0 idle=1\"\n\
+         [[device]]\nid = \"root\"\nkind = \"disk\"\npath = \"base.img\"\noverlay = true\n",
+    )
+    .unwrap();
+    let lab_text = "[lab]\nname = \"ov\"\n\
+         [node.a]\nmachine = \"n.toml\"\nready = { serial = \"PROBE done\" }\nCMD\n\
+         [node.b]\nmachine = \"n.toml\"\nready = { serial = \"PROBE done\" }\nCMD\n";
+    std::fs::write(dir.join("lab.toml"), lab_text.replace("CMD", "")).unwrap();
+    let up = lab(&dir, &["up", "lab.toml"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    for n in ["a", "b"] {
+        let log =
+            std::fs::read_to_string(dir.join(".vmrun/ov").join(n).join("console.log")).unwrap();
+        assert!(log.contains("PROBE blk rw ok sectors=8"), "{n}: {log}");
+    }
+    let down = lab(&dir, &["down", "lab.toml"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    assert_eq!(
+        sha(&dir.join("base.img")),
+        base_sha,
+        "the base is never written"
+    );
+    let raw = |n: &str| {
+        let ov = dir.join(".vmrun/ov").join(n).join("root.qcow2");
+        let check = qemu_img(&["check", ov.to_str().unwrap()]);
+        assert!(check.status.success(), "{}", text(&check.stdout));
+        let info = qemu_img(&["info", ov.to_str().unwrap()]);
+        assert!(
+            text(&info.stdout).contains("base.img"),
+            "{}",
+            text(&info.stdout)
+        );
+        let out = dir.join(format!("{n}.raw"));
+        let conv = qemu_img(&[
+            "convert",
+            "-O",
+            "raw",
+            ov.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
+        assert!(conv.status.success(), "{}", text(&conv.stderr));
+        std::fs::read(out).unwrap()
+    };
+    for n in ["a", "b"] {
+        common::assert_blk_pattern(&raw(n), 8, 0, n);
+    }
+    // reset: the overlays go; the nodes come back reading only.
+    std::fs::write(
+        dir.join("lab.toml"),
+        lab_text.replace(
+            "CMD",
+            "cmdline = \"memtest=0 timer=0 rtc=0 idle=1 blkwrite=0\"",
+        ),
+    )
+    .unwrap();
+    let reset = lab(&dir, &["reset", "lab.toml"]);
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    let down = lab(&dir, &["down", "lab.toml"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    for n in ["a", "b"] {
+        assert!(
+            raw(n).iter().all(|&b| b == 0),
+            "{n}: the disk is pristine after reset"
+        );
+    }
+}
+
+/// Outside a lab, `overlay = true` is a throw-away overlay: the guest writes, the
+/// image stays as it was, and nothing is left behind.
+#[test]
+fn a_standalone_overlay_is_thrown_away() {
+    if !common::kvm_usable() {
+        return;
+    }
+    let dir = common::temp_dir("lab", "tmp-overlay");
+    let base = dir.join("base.img");
+    std::fs::write(&base, vec![0x5au8; 1 << 20]).unwrap();
+    let b = common::boot(
+        "lab",
+        "tmp-overlay",
+        &format!(
+            "[machine]\nboard = \"microvm\"\nmemory = \"64MiB\"\n\
+             [[device]]\nid = \"root\"\nkind = \"disk\"\npath = \"{}\"\noverlay = true\n",
+            base.display()
+        ),
+        &["quick=1"],
+    );
+    assert_eq!(b.status, Some(0), "{}", b.ctx());
+    assert!(b.log.contains("PROBE blk rw ok sectors=8"), "{}", b.ctx());
+    assert!(
+        std::fs::read(&base).unwrap().iter().all(|&x| x == 0x5a),
+        "the image is untouched"
+    );
+}

@@ -111,6 +111,7 @@ pub enum Props {
         path: Option<Sp<PathBuf>>,
         readonly: Option<Sp<bool>>,
         format: Option<Sp<String>>,
+        overlay: Option<Sp<bool>>,
     },
     /// Kinds without properties: i8042, pm, pit, pic, ioapic.
     None,
@@ -388,6 +389,7 @@ fn read_device(
             path: t.path("path"),
             readonly: t.bool("readonly"),
             format: t.choice("format"),
+            overlay: t.bool("overlay"),
         },
         _ => Props::None,
     };

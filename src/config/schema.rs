@@ -409,6 +409,12 @@ pub const DISK: &[Field] = &[
         "\"raw\"",
         "Image format; qcow2 (v2/v3) images are written too and may have backing files.",
     ),
+    f(
+        "overlay",
+        Ty::Bool,
+        "false",
+        "Write to a qcow2 overlay over the image, never to the image: thrown away when the run ends; in a lab kept per node until `vmrun lab reset`.",
+    ),
 ];
 
 /// A device kind and the keys of its own (beyond [`DEVICE_COMMON`]).

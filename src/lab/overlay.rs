@@ -16,3 +16,42 @@ pub fn discard(node_dir: &Path) {
         }
     }
 }
+
+/// Points every `overlay = true` disk of a node's machine at its overlay in the node's
+/// state directory (`<disk id>.qcow2`, backed by the machine's image), creating the
+/// overlays that do not exist yet: the node keeps its disk contents across restarts
+/// until `lab reset`.
+pub fn persistent(
+    node_dir: &Path,
+    machine: &mut crate::spec::MachineSpec,
+) -> Result<(), crate::backends::disk::DiskError> {
+    use crate::backends::disk::Format;
+    use crate::spec::{DeviceKind, DiskFormat};
+    for d in &mut machine.devices {
+        let DeviceKind::Disk {
+            path,
+            readonly,
+            format,
+            overlay,
+        } = &mut d.kind
+        else {
+            continue;
+        };
+        if !*overlay {
+            continue;
+        }
+        let ov = node_dir.join(format!("{}.qcow2", d.id));
+        if !ov.exists() {
+            let fmt = match format {
+                DiskFormat::Raw => Format::Raw,
+                DiskFormat::Qcow2 => Format::Qcow2,
+            };
+            crate::backends::qcow2::create_overlay(&ov, path, fmt)?;
+        }
+        *path = ov;
+        *format = DiskFormat::Qcow2;
+        *readonly = false;
+        *overlay = false;
+    }
+    Ok(())
+}

@@ -124,7 +124,11 @@ pub fn start_node(
     })?;
     let np = paths.node(name);
     ensure_private_dir(&np.dir)?;
-    let machine = wiring::node_machine(lab, node, paths);
+    let mut machine = wiring::node_machine(lab, node, paths);
+    super::overlay::persistent(&np.dir, &mut machine).map_err(|e| LabError::Node {
+        node: name.into(),
+        why: format!("its disk overlay: {}", crate::error_chain(&e)),
+    })?;
     write(&np.machine, &crate::spec::show::to_toml(&machine))?;
     // A fresh console log, so readiness looks at this boot only.
     write(&np.console_log, "")?;

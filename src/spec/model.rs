@@ -421,6 +421,8 @@ pub enum DeviceKind {
         path: PathBuf,
         readonly: bool,
         format: DiskFormat,
+        /// Writes go to a qcow2 overlay over `path`, never to it.
+        overlay: bool,
     },
     Pit,
     Pic,

@@ -374,9 +374,23 @@ pub(super) fn device_kind(
                 path,
                 readonly,
                 format,
+                overlay,
             },
         ) => {
-            let readonly = readonly.as_ref().is_some_and(|r| r.value);
+            let overlay_v = overlay.as_ref().is_some_and(|o| o.value);
+            if let (true, Some(r)) = (overlay_v, readonly.as_ref().filter(|r| r.value)) {
+                diags.push(
+                    Diagnostic::new(
+                        &r.loc,
+                        format!(
+                            "{what} has an overlay, so it is written: `readonly` can't be true"
+                        ),
+                    )
+                    .label("drop `readonly` or `overlay`"),
+                );
+            }
+            // An overlay's image (and its chain) is only read.
+            let readonly = readonly.as_ref().is_some_and(|r| r.value) || overlay_v;
             let Some(p) = path else {
                 diags.push(
                     Diagnostic::new(&d.kind.loc, format!("{what} needs a `path` to its image"))
@@ -420,8 +434,9 @@ pub(super) fn device_kind(
             }
             DeviceKind::Disk {
                 path: abs,
-                readonly,
+                readonly: readonly && !overlay_v,
                 format: fmt,
+                overlay: overlay_v,
             }
         }
         (Kind::I8042, _) => DeviceKind::I8042,

@@ -212,6 +212,7 @@ fn device(o: &mut String, d: &DeviceSpec) {
             path,
             readonly,
             format,
+            overlay,
         } => {
             let _ = writeln!(
                 o,
@@ -219,6 +220,9 @@ fn device(o: &mut String, d: &DeviceSpec) {
                 qp(path),
                 q(format.name())
             );
+            if *overlay {
+                let _ = writeln!(o, "overlay = true");
+            }
         }
         DeviceKind::I8042
         | DeviceKind::Pm { .. }

@@ -207,7 +207,8 @@ pub fn wire(
                 path,
                 readonly,
                 format,
-            } => virtio::disk(vm, mmio, d, path, *readonly, *format, &out)?,
+                overlay,
+            } => virtio::disk(vm, mmio, d, path, (*readonly, *overlay), *format, &out)?,
             DeviceKind::Vga { vram } => {
                 out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &out)?)
             }

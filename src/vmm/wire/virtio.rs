@@ -42,6 +42,32 @@ fn transport(
     }
 }
 
+/// A qcow2 overlay over `base` that lives as long as the run: created in the temporary
+/// directory, opened, and unlinked at once (the open image keeps it).
+fn temporary_overlay(
+    d: &DeviceSpec,
+    base: &std::path::Path,
+    format: DiskFormat,
+) -> Result<crate::backends::disk::DiskImage, crate::backends::disk::DiskError> {
+    use crate::backends::disk::{DiskImage, Format};
+    let fmt = match format {
+        DiskFormat::Raw => Format::Raw,
+        DiskFormat::Qcow2 => Format::Qcow2,
+    };
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let path = std::env::temp_dir().join(format!(
+        "vmrun-overlay-{}-{nonce:x}-{}.qcow2",
+        std::process::id(),
+        d.id
+    ));
+    crate::backends::qcow2::create_overlay(&path, base, fmt)?;
+    let image = DiskImage::open(&path, false, "qcow2");
+    let _ = std::fs::remove_file(&path);
+    image
+}
+
 /// A virtio-blk disk: the image opened (and locked) now, so that a busy image stops
 /// the VM before it runs.
 pub(super) fn disk(
@@ -49,17 +75,21 @@ pub(super) fn disk(
     mmio: &mut Bus,
     d: &DeviceSpec,
     path: &std::path::Path,
-    readonly: bool,
+    (readonly, overlay): (bool, bool),
     format: DiskFormat,
     out: &Devices,
 ) -> Result<(), WireError> {
     use crate::backends::disk::DiskImage;
     use crate::devices::virtio::blk::Blk;
-    let image =
-        DiskImage::open(path, readonly, format.name()).map_err(|source| WireError::Disk {
-            id: d.id.clone(),
-            source,
-        })?;
+    let err = |source| WireError::Disk {
+        id: d.id.clone(),
+        source,
+    };
+    let image = if overlay {
+        temporary_overlay(d, path, format).map_err(err)?
+    } else {
+        DiskImage::open(path, readonly, format.name()).map_err(err)?
+    };
     transport(
         vm,
         mmio,

@@ -77,7 +77,7 @@ pub struct Field {
     pub required: bool,
 }
 
-const fn f(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
+pub const fn f(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
     Field {
         key,
         ty,

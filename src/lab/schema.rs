@@ -1,17 +1,7 @@
 //! The lab file's keys: the reader rejects keys not listed here, with a "did you mean"
 //! from these lists, and the README documents them.
 
-use crate::config::schema::{Field, Ty};
-
-const fn f(key: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> Field {
-    Field {
-        key,
-        ty,
-        default,
-        doc,
-        required: false,
-    }
-}
+use crate::config::schema::{f, Field, Ty};
 
 pub const TOP: &[Field] = &[
     f("lab", Ty::Tables(LAB), "", "The lab's name."),

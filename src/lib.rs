@@ -15,6 +15,7 @@ pub mod control;
 pub mod devices;
 pub mod lab;
 pub mod netsw;
+pub mod snapshot;
 pub mod spec;
 pub mod vmm;
 

@@ -110,6 +110,9 @@ pub struct Devices {
     pub chardevs: Vec<ChardevInfo>,
     /// Every NIC's cable, by device id.
     pub nics: Vec<(String, Arc<dyn crate::devices::nic::NicLink>)>,
+    /// Every device that holds guest-visible state, by section name (the device id;
+    /// `pci` for the PCI root and what is behind it), in wiring order.
+    pub state: Vec<(String, Arc<dyn crate::snapshot::Section>)>,
 }
 
 pub(super) fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
@@ -182,6 +185,7 @@ pub fn wire(
         clock: VmClock::new(),
         chardevs: Vec::new(),
         nics: Vec::new(),
+        state: Vec::new(),
     };
     for d in &spec.devices {
         match &d.kind {

@@ -13,3 +13,6 @@
 pub mod state;
 
 pub use state::{decode, encode, Section, StateError, Stateful};
+pub mod file;
+pub mod manifest;
+pub mod memory;

@@ -43,7 +43,7 @@ pub const ID_LEN: usize = 20;
 
 /// The device.
 pub struct Blk {
-    disk: DiskImage,
+    disk: Arc<DiskImage>,
     id: [u8; ID_LEN],
     config: [u8; 24],
     run: Option<Running>,
@@ -59,7 +59,7 @@ struct Running {
 
 impl Blk {
     /// A disk whose GET_ID answers `id` (truncated to 20 bytes).
-    pub fn new(disk: DiskImage, id: &str) -> Self {
+    pub fn new(disk: Arc<DiskImage>, id: &str) -> Self {
         let mut idb = [0u8; ID_LEN];
         let n = id.len().min(ID_LEN);
         idb[..n].copy_from_slice(&id.as_bytes()[..n]);

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::RunState;
+use super::{RunState, Vcpu};
 use crate::vmm::exit::ExitReason;
 
 #[derive(Clone)]
@@ -29,6 +29,21 @@ impl VcpuHandle {
         self.0.pause.store(false, Ordering::SeqCst);
         let _p = self.0.parking();
         self.0.parked_cv.notify_all();
+    }
+
+    /// Runs `f` over every vCPU (in index order) while all are parked: their state may
+    /// be read or set. None unless the machine is paused and every vCPU thread parked
+    /// (or gone).
+    pub fn with_parked<T>(&self, f: impl FnOnce(&[&Vcpu]) -> T) -> Option<T> {
+        let s = &self.0;
+        let p = s.parking();
+        if !s.pause.load(Ordering::SeqCst) || p.parked < p.live {
+            return None;
+        }
+        let guards: Vec<_> = s.cells.iter().map(|c| super::lock_vcpu(c)).collect();
+        drop(p);
+        let refs: Vec<&Vcpu> = guards.iter().map(|g| &**g).collect();
+        Some(f(&refs))
     }
 
     /// Whether [`Self::pause`] is in force.

@@ -270,6 +270,8 @@ struct RunState {
     vcpus: Vec<PerVcpu>,
     /// The vCPU threads while they can be signalled (None once joining starts).
     pthreads: Mutex<Option<Vec<libc::pthread_t>>>,
+    /// Each vCPU, locked by its thread except while parked.
+    cells: Vec<Arc<Mutex<Vcpu>>>,
 }
 
 impl RunState {
@@ -377,23 +379,23 @@ fn run_once(vcpu: &mut Vcpu, run_ptr: *mut kvm_run, buses: &Buses) -> Step {
     }
 }
 
-/// Completes what KVM holds for userspace (see the module doc), then sleeps until
-/// resumed or stopped. Some(reason) if an exit on the way ended the run.
-fn park(
-    vcpu: &mut Vcpu,
-    run_ptr: *mut kvm_run,
-    buses: &Buses,
-    state: &RunState,
-) -> Option<ExitReason> {
+/// Completes what KVM holds for userspace (see the module doc). Some(reason) if an
+/// exit on the way ended the run.
+fn complete_pending(vcpu: &mut Vcpu, run_ptr: *mut kvm_run, buses: &Buses) -> Option<ExitReason> {
     loop {
         set_immediate_exit(run_ptr, 1);
         match run_once(vcpu, run_ptr, buses) {
-            Step::Interrupted => break,
+            Step::Interrupted => return None,
             // A real exit came out (string I/O going on, say): handled; again.
             Step::Ran => {}
             Step::End(r) => return Some(r),
         }
     }
+}
+
+/// Sleeps, counted as parked, until resumed or stopped. The vCPU's lock is not held
+/// meanwhile: [`VcpuHandle::with_parked`] may read or write its state.
+fn wait_parked(state: &RunState) {
     let mut p = state.parking();
     p.parked += 1;
     state.parked_cv.notify_all();
@@ -401,11 +403,15 @@ fn park(
         p = state.parked_cv.wait(p).unwrap_or_else(|e| e.into_inner());
     }
     p.parked -= 1;
-    None
+}
+
+fn lock_vcpu(cell: &Mutex<Vcpu>) -> std::sync::MutexGuard<'_, Vcpu> {
+    cell.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The thread body: KVM_RUN, handle the exit, repeat until something ends the run.
-fn vcpu_loop(mut vcpu: Vcpu, slot: usize, buses: &Buses, state: &RunState) {
+fn vcpu_loop(cell: &Mutex<Vcpu>, slot: usize, buses: &Buses, state: &RunState) {
+    let mut vcpu = lock_vcpu(cell);
     let _guard = PanicGuard(state, vcpu.index);
     set_vcpu_thread_sigmask();
     let me = &state.vcpus[slot];
@@ -421,10 +427,13 @@ fn vcpu_loop(mut vcpu: Vcpu, slot: usize, buses: &Buses, state: &RunState) {
             break None;
         }
         if state.pause.load(Ordering::SeqCst) {
-            match park(&mut vcpu, run_ptr, buses, state) {
-                Some(r) => break Some(r),
-                None => continue,
+            if let Some(r) = complete_pending(&mut vcpu, run_ptr, buses) {
+                break Some(r);
             }
+            drop(vcpu);
+            wait_parked(state);
+            vcpu = lock_vcpu(cell);
+            continue;
         }
         if me.nmi.swap(false, Ordering::SeqCst) {
             let _ = vcpu.fd.nmi();
@@ -467,19 +476,21 @@ pub fn start(vcpus: Vec<Vcpu>, buses: Arc<Buses>) -> Result<RunningVcpus, VcpuSe
             })
             .collect(),
         pthreads: Mutex::new(Some(Vec::new())),
+        cells: vcpus.into_iter().map(|v| Arc::new(Mutex::new(v))).collect(),
     });
     let mut running = RunningVcpus {
-        threads: Vec::with_capacity(vcpus.len()),
+        threads: Vec::with_capacity(state.cells.len()),
         state: state.clone(),
     };
-    for (slot, vcpu) in vcpus.into_iter().enumerate() {
-        let index = vcpu.index;
+    for (slot, cell) in state.cells.iter().enumerate() {
+        let index = lock_vcpu(cell).index;
+        let cell = cell.clone();
         let (buses, state) = (buses.clone(), state.clone());
         running.state.parking().live += 1;
         let spawned = std::thread::Builder::new()
             .name(format!("vcpu {index}"))
             .stack_size(256 * 1024)
-            .spawn(move || vcpu_loop(vcpu, slot, &buses, &state));
+            .spawn(move || vcpu_loop(&cell, slot, &buses, &state));
         match spawned {
             Ok(t) => {
                 let mut pt = running

@@ -34,8 +34,8 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// The machine file.
-    #[arg(required = true)]
+    /// The machine file (with --restore, the snapshot's machine by default).
+    #[arg(required_unless_present = "restore")]
     file: Option<PathBuf>,
     /// Stop the machine after this long (e.g. 30s, 2m); exit code 124.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -48,6 +48,8 @@ struct RunArgs {
     /// $XDG_RUNTIME_DIR/vmrun/<name>/qmp.sock).
     #[arg(long, value_name = "PATH")]
     qmp: Option<PathBuf>,
+    #[command(flatten)]
+    snapshot: cli::restore::RestoreArgs,
 }
 
 #[derive(Subcommand)]
@@ -169,11 +171,12 @@ fn screenshot(screen: Option<&vmrun::vmm::Screen>, path: &Path) {
 
 /// Process exit codes of a run; the guest's part is `ExitReason::exit_code`.
 fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
-    let file = args.file.context("no machine file given")?;
+    let file = cli::restore::machine_file(args.file.as_deref(), &args.snapshot)?;
     let mut spec = resolve(&file)?;
     if let Some(options) = probe {
         spec.boot = spec.boot.with_probe(&options);
     }
+    let restore = cli::restore::open(&spec, &args.snapshot, resolve)?;
     // The control socket first: a second machine with this name stops here.
     let qmp = match &args.qmp {
         Some(p) => Some(std::path::absolute(p).context("the --qmp path")?),
@@ -181,7 +184,7 @@ fn run(args: RunArgs, probe: Option<String>) -> anyhow::Result<ExitCode> {
     };
     let (registration, listener) = Registration::register(&spec.name, qmp.as_deref())
         .with_context(|| format!("{}: cannot set up the control socket", file.display()))?;
-    let mut machine = vmrun::vmm::build(&spec, &vmrun::vmm::BuildOptions::default())
+    let mut machine = vmrun::vmm::build(&spec, &vmrun::vmm::BuildOptions { restore })
         .with_context(|| format!("{}: cannot build the machine", file.display()))?;
     let events = EventSink::new().context("creating the QMP event queue")?;
     let control = machine.control(events.clone());

@@ -258,6 +258,23 @@ impl DiskImage {
         }
     }
 
+    /// Flushes, then copies the top file of the image (the overlay of a chain, the raw
+    /// file) to `dest`: a snapshot freezing a disk's overlay.
+    pub fn copy_top_to(&self, dest: &Path) -> std::io::Result<u64> {
+        self.flush()?;
+        let src = match &self.backend {
+            Backend::Qcow2(q) => q.store(),
+            Backend::Raw(f) => f,
+        };
+        let mut reader = src.try_clone()?;
+        use std::io::Seek;
+        reader.seek(std::io::SeekFrom::Start(0))?;
+        let mut out = std::fs::File::create(dest)?;
+        let n = std::io::copy(&mut reader, &mut out)?;
+        out.sync_all()?;
+        Ok(n)
+    }
+
     /// Everything written so far reaches stable storage.
     pub fn flush(&self) -> std::io::Result<()> {
         if self.readonly {

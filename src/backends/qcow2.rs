@@ -266,7 +266,7 @@ impl<S: Storage> Qcow2<S> {
         self.lock().is_ok_and(|st| st.rc.is_some())
     }
 
-    #[cfg(test)]
+    /// The image file itself (the top of a chain).
     pub fn store(&self) -> &S {
         &self.store
     }

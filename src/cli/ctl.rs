@@ -29,6 +29,14 @@ pub enum CtlCmd {
     Reset,
     /// Write the VGA screen to FILE (PNG, or PPM for a .ppm name).
     Screenshot { file: PathBuf },
+    /// Save a snapshot of the machine to the directory DIR (QMP `snapshot-save`); the
+    /// machine goes on running unless --paused. `vmrun run --restore DIR` starts it.
+    Snapshot {
+        dir: PathBuf,
+        /// Leave the machine paused after the snapshot.
+        #[arg(long)]
+        paused: bool,
+    },
     /// End the machine now (QMP `quit`).
     Quit,
     /// Print the machine's events as JSON lines until it ends.
@@ -58,6 +66,7 @@ impl From<CtlCmd> for CtlCommand {
             CtlCmd::Powerdown { wait } => CtlCommand::Powerdown(wait),
             CtlCmd::Reset => CtlCommand::Reset,
             CtlCmd::Screenshot { file } => CtlCommand::Screenshot(file),
+            CtlCmd::Snapshot { dir, paused } => CtlCommand::Snapshot(dir, paused),
             CtlCmd::Quit => CtlCommand::Quit,
             CtlCmd::Events => CtlCommand::Events,
             CtlCmd::Qmp { command, arguments } => CtlCommand::Qmp(command, arguments),

@@ -53,6 +53,7 @@ pub struct Boot {
     pub initrd: Option<Artifact>,
     pub cmdline: Option<Sp<String>>,
     pub firmware: Option<Artifact>,
+    pub snapshot: Option<Artifact>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +239,7 @@ fn read_boot(node: &Node, sources: &Sources, diags: &mut Vec<Diagnostic>) -> Opt
         initrd: t.artifact("initrd"),
         cmdline: t.str("cmdline"),
         firmware: t.artifact("firmware"),
+        snapshot: t.artifact("snapshot"),
     };
     t.finish();
     Some(boot)

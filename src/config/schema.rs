@@ -192,6 +192,12 @@ pub const BOOT: &[Field] = &[
         "none",
         "A BIOS image (SeaBIOS bios.bin), mapped below 4 GiB.",
     ),
+    f(
+        "snapshot",
+        Ty::Artifact,
+        "none (boots)",
+        "Start from this snapshot directory (`vmrun ctl NAME snapshot DIR`) instead of booting; sha256 pins its manifest.json.",
+    ),
 ];
 
 pub const CONTROL: &[Field] = &[f(

@@ -116,6 +116,14 @@ pub static COMMANDS: &[Command] = &[
         ],
         set_link,
     ),
+    cmd(
+        "snapshot-save",
+        &[
+            arg("path", ArgType::Str, false),
+            arg("paused", ArgType::Bool, true),
+        ],
+        snapshot_save,
+    ),
     cmd("quit", &[], |c, _| {
         c.target.quit();
         Ok(Json::empty())
@@ -279,6 +287,18 @@ fn set_link(c: &mut Ctx, args: &Args) -> Result<Json, QmpError> {
     let name = args.str("name").unwrap_or("");
     let up = matches!(args.get("up"), Some(Json::Bool(true)));
     done(c.target.set_link(name, up))
+}
+
+fn snapshot_save(c: &mut Ctx, args: &Args) -> Result<Json, QmpError> {
+    let path = PathBuf::from(args.str("path").unwrap_or_default());
+    let paused = matches!(args.get("paused"), Some(Json::Bool(true)));
+    let info = c.target.snapshot_save(&path, paused)?;
+    Ok(Json::object([
+        ("path", Json::from(info.path.display().to_string())),
+        ("memory-bytes", Json::from(info.memory_bytes)),
+        ("sha256", Json::from(info.sha256)),
+        ("paused-ms", Json::from(info.paused_ms)),
+    ]))
 }
 
 fn query_status(c: &mut Ctx, _: &Args) -> Result<Json, QmpError> {

@@ -171,6 +171,8 @@ pub enum CtlCommand {
     Powerdown(Option<Duration>),
     Reset,
     Screenshot(PathBuf),
+    /// Save a snapshot to the directory; stay paused after it if asked.
+    Snapshot(PathBuf, bool),
     Quit,
     Events,
     /// A command name or a whole request object, and the arguments as JSON.
@@ -228,6 +230,28 @@ pub fn run(
                 ("format", Json::from(format)),
             ]);
             simple(&mut c, "screendump", Some(args), out)
+        }
+        CtlCommand::Snapshot(dir, paused) => {
+            let abs = std::path::absolute(dir).map_err(CtlError::Io)?;
+            let args = Json::object([
+                ("path", Json::from(abs.display().to_string())),
+                ("paused", Json::Bool(*paused)),
+            ]);
+            let r = c.execute("snapshot-save", Some(args))?;
+            let text = if as_json {
+                r.to_qmp()
+            } else {
+                let field = |k| r.get(k).map(|v| v.to_qmp()).unwrap_or_default();
+                format!(
+                    "{} sha256={} memory_bytes={} paused_ms={}",
+                    abs.display(),
+                    r.get("sha256").and_then(Json::as_str).unwrap_or(""),
+                    field("memory-bytes"),
+                    field("paused-ms")
+                )
+            };
+            print(out, &text)?;
+            Ok(0)
         }
         CtlCommand::Powerdown(wait) => {
             simple(&mut c, "system_powerdown", None, out)?;

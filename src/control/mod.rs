@@ -99,6 +99,18 @@ pub struct ChardevInfo {
     pub frontend_open: bool,
 }
 
+/// What `snapshot-save` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub path: std::path::PathBuf,
+    /// Bytes of guest RAM in the snapshot (`memory.bin` without its holes).
+    pub memory_bytes: u64,
+    /// The manifest's sha256 (what `[boot] snapshot = { sha256 = … }` pins).
+    pub sha256: String,
+    /// How long the machine was paused for it, in milliseconds.
+    pub paused_ms: u64,
+}
+
 /// Why the machine could not do what a command asked; the Display is the QMP `desc`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
@@ -143,6 +155,18 @@ pub trait ControlTarget: Send + Sync {
     fn set_link(&self, name: &str, up: bool) -> Result<(), ControlError> {
         let _ = up;
         Err(ControlError::Failed(format!("Device '{name}' not found")))
+    }
+    /// Saves the machine to a snapshot directory (`snapshot-save`): pauses it, writes,
+    /// and resumes it unless `stay_paused` (or it was paused before).
+    fn snapshot_save(
+        &self,
+        path: &std::path::Path,
+        stay_paused: bool,
+    ) -> Result<SnapshotInfo, ControlError> {
+        let _ = (path, stay_paused);
+        Err(ControlError::Failed(
+            "this feature or command is not currently supported".into(),
+        ))
     }
     /// Sends an NMI to every vCPU (`inject-nmi`).
     fn inject_nmi(&self) -> Result<(), ControlError> {

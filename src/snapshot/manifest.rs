@@ -42,9 +42,16 @@ pub struct DiskRecord {
     pub size: u64,
     pub sha256: String,
     /// For a disk with `overlay = true`: the overlay as it was, frozen in the snapshot
-    /// directory (a file name there). A restore writes to a new overlay over it.
+    /// directory. A restore writes to a new overlay over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frozen: Option<String>,
+    pub frozen: Option<Frozen>,
+}
+
+/// A frozen overlay: a file name in the snapshot directory and its digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Frozen {
+    pub file: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

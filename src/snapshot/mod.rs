@@ -13,6 +13,7 @@
 pub mod state;
 
 pub use state::{decode, encode, Section, StateError, Stateful};
+pub mod cpu;
 pub mod file;
 pub mod manifest;
 pub mod memory;

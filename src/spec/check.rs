@@ -236,12 +236,14 @@ fn check_boot(m: &Machine, diags: &mut Vec<Diagnostic>) -> BootSpec {
         check_firmware_size(&fw.path, a, diags);
     }
     let probe = b.kernel.is_none() && (b.firmware.is_none() || b.cmdline.is_some());
+    let snapshot = b.snapshot.as_ref().and_then(|a| snapshot_dir(a, diags));
     BootSpec {
         kernel,
         initrd,
         cmdline,
         firmware,
         probe,
+        snapshot,
     }
 }
 
@@ -324,6 +326,52 @@ fn artifact(a: &Artifact, what: &str, diags: &mut Vec<Diagnostic>) -> Option<Art
     }
     Some(ArtifactSpec {
         path,
+        sha256: a.sha256.as_ref().map(|h| h.value.to_ascii_lowercase()),
+    })
+}
+
+/// `[boot] snapshot`: a directory holding a snapshot manifest this vmrun reads, whose
+/// sha256 is the one pinned.
+fn snapshot_dir(a: &Artifact, diags: &mut Vec<Diagnostic>) -> Option<ArtifactSpec> {
+    use crate::snapshot::manifest as mf;
+    let dir = crate::config::reader::absolute(&a.path.value);
+    let manifest = dir.join(mf::MANIFEST);
+    let bad = |diags: &mut Vec<Diagnostic>, msg: String, label: &str| {
+        diags.push(Diagnostic::new(&a.path.loc, msg).label(label.to_string()));
+        None
+    };
+    let bytes = match std::fs::read(&manifest) {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = format!("snapshot {}: cannot read {}: {e}", dir.display(), mf::MANIFEST);
+            return bad(diags, msg, "not a snapshot directory");
+        }
+    };
+    let head: Result<serde_json::Value, _> = serde_json::from_slice(&bytes);
+    let format = head.as_ref().ok().and_then(|v| {
+        Some((v.get("format")?.as_str()?.to_string(), v.get("version")?.as_u64()?))
+    });
+    if format != Some((mf::FORMAT.to_string(), u64::from(mf::VERSION))) {
+        let msg = format!("snapshot {}: not a vmrun snapshot this version reads", dir.display());
+        let label = format!("expected format {:?} version {}", mf::FORMAT, mf::VERSION);
+        return bad(diags, msg, &label);
+    }
+    if let Some(want) = &a.sha256 {
+        let got = mf::sha256(&bytes);
+        if !got.eq_ignore_ascii_case(&want.value) {
+            diags.push(
+                Diagnostic::new(
+                    &want.loc,
+                    format!("snapshot {} does not match its sha256", dir.display()),
+                )
+                .label("expected this digest")
+                .note(format!("its manifest.json's sha256 is {got}")),
+            );
+            return None;
+        }
+    }
+    Some(ArtifactSpec {
+        path: dir,
         sha256: a.sha256.as_ref().map(|h| h.value.to_ascii_lowercase()),
     })
 }

@@ -122,6 +122,9 @@ pub struct BootSpec {
     /// The built-in probe boots: as the kernel (no kernel, no firmware), or as the
     /// firmware's payload (no kernel, and probe options in `cmdline`).
     pub probe: bool,
+    /// Start from this snapshot directory instead of booting (`sha256`: its
+    /// manifest's, already verified).
+    pub snapshot: Option<ArtifactSpec>,
 }
 
 impl BootSpec {
@@ -145,6 +148,7 @@ impl BootSpec {
             cmdline,
             firmware: self.firmware.clone(),
             probe: true,
+            snapshot: None,
         }
     }
 }

@@ -53,7 +53,8 @@ pub fn to_toml(spec: &MachineSpec) -> String {
     );
     let _ = writeln!(o, "defaults = false");
     let b = &spec.boot;
-    if b.kernel.is_some() || b.firmware.is_some() || !b.cmdline.is_empty() {
+    if b.kernel.is_some() || b.firmware.is_some() || !b.cmdline.is_empty() || b.snapshot.is_some()
+    {
         let _ = writeln!(o, "\n[boot]");
         if let Some(k) = &b.kernel {
             let _ = writeln!(o, "kernel = {}", artifact(k));
@@ -66,6 +67,9 @@ pub fn to_toml(spec: &MachineSpec) -> String {
         }
         if let Some(f) = &b.firmware {
             let _ = writeln!(o, "firmware = {}", artifact(f));
+        }
+        if let Some(s) = &b.snapshot {
+            let _ = writeln!(o, "snapshot = {}", artifact(s));
         }
     }
     if let Some(p) = &spec.control.qmp {

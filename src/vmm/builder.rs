@@ -70,14 +70,20 @@ pub enum BuildError {
     AcpiFwCfg(#[source] crate::devices::fw_cfg::FwCfgError),
     #[error(transparent)]
     Vcpu(#[from] VcpuSetupError),
+    #[error("restoring the snapshot")]
+    Snapshot(#[from] super::snapshot::SnapshotError),
 }
 
 /// How to build a machine, beyond its spec.
-#[derive(Debug, Clone, Default)]
-pub struct BuildOptions {}
+#[derive(Default)]
+pub struct BuildOptions {
+    /// Start from this snapshot (opened and checked by `vmm::snapshot::load`) instead
+    /// of booting: its memory, vCPUs, in-kernel and device state.
+    pub restore: Option<crate::vmm::snapshot::Restore>,
+}
 
 /// Builds the machine `spec` describes, ready to run.
-pub fn build(spec: &MachineSpec, _opts: &BuildOptions) -> Result<Machine, BuildError> {
+pub fn build(spec: &MachineSpec, opts: &BuildOptions) -> Result<Machine, BuildError> {
     let kvm = Kvm::open()?;
     let cpus = spec.cpus.count();
     if cpus as usize > kvm.max_vcpus() {
@@ -89,7 +95,11 @@ pub fn build(spec: &MachineSpec, _opts: &BuildOptions) -> Result<Machine, BuildE
 
     // Machine init and memory.
     let mut vm = Vm::new(&kvm)?;
-    add_ram(spec, &mut vm)?;
+    let restore = opts.restore.as_ref();
+    match restore {
+        Some(r) => add_snapshot_ram(spec, &mut vm, r)?,
+        None => add_ram(spec, &mut vm)?,
+    }
     vm.set_tss_address(layout::KVM_TSS_ADDR, layout::KVM_IDENTITY_MAP_ADDR)?;
 
     // Interrupt controllers and the PIT, before any vCPU.
@@ -101,34 +111,93 @@ pub fn build(spec: &MachineSpec, _opts: &BuildOptions) -> Result<Machine, BuildE
     // Devices.
     let mut pio = Bus::new();
     let mut mmio = Bus::new();
-    let devices = wire::wire(spec, &vm, &mut pio, &mut mmio)?;
+    let frozen = restore.map(|r| r.frozen_disks()).unwrap_or_default();
+    let devices = wire::wire(spec, &vm, &mut pio, &mut mmio, &frozen)?;
 
     // Boot image, boot structures and tables. A firmware builds its own MP table, BDA
     // and boot structures, and gets the ACPI tables through fw_cfg.
     let supported = kvm.supported_cpuid()?;
-    let boot = match &spec.boot.firmware {
-        Some(_) => firmware_boot(spec, &mut vm, &devices)?,
-        None => direct_boot(spec, &vm, &supported)?,
+    let vcpus = match restore {
+        None => {
+            let boot = match &spec.boot.firmware {
+                Some(_) => firmware_boot(spec, &mut vm, &devices)?,
+                None => direct_boot(spec, &vm, &supported)?,
+            };
+            create_vcpus(spec, &vm, &supported, &boot)?
+        }
+        Some(r) => {
+            // The firmware's ROM and fw_cfg contents are the machine's, as at boot;
+            // what the boot steps write to RAM goes to a scratch copy, not the guest's.
+            if spec.boot.firmware.is_some() {
+                let ram: Vec<(u64, u64)> =
+                    spec.memory.ram.iter().map(|r| (r.base, r.size)).collect();
+                let scratch = super::memory::map_ram(&ram).map_err(VmError::from)?;
+                let real = vm.swap_memory(scratch);
+                let booted = firmware_boot(spec, &mut vm, &devices);
+                vm.swap_memory(real);
+                booted?;
+            }
+            super::snapshot::restore::restore(spec, &vm, &supported, r, &devices)?
+        }
     };
-
-    let vcpus = create_vcpus(spec, &vm, &supported, &boot)?;
     let buses = Arc::new(Buses {
         pio,
         mmio,
         pci: devices.pci.clone(),
     });
-    Ok(Machine::new(spec.clone(), kvm, vm, vcpus, buses, devices))
+    let msr_list = kvm
+        .fd()
+        .get_msr_index_list()
+        .map(|l| l.as_slice().to_vec())
+        .unwrap_or_default();
+    Ok(Machine::new(
+        spec.clone(),
+        kvm,
+        vm,
+        (vcpus, msr_list),
+        buses,
+        devices,
+    ))
 }
 
 /// Guest RAM as the spec lays it out; a VGA's legacy window is MMIO, not RAM.
 fn add_ram(spec: &MachineSpec, vm: &mut Vm) -> Result<(), BuildError> {
-    let holes: Vec<(u64, u64)> = spec
-        .devices_of(Kind::Vga)
-        .flat_map(|d| d.mmio.iter().map(|m| (m.base, m.len)))
-        .collect();
+    let holes = vga_holes(spec);
     let ram: Vec<(u64, u64)> = spec.memory.ram.iter().map(|r| (r.base, r.size)).collect();
     vm.add_ram_with_holes(&ram, &holes)?;
     Ok(())
+}
+
+/// Guest RAM mapped copy-on-write from the snapshot's memory file, which must lay out
+/// the same regions as the spec.
+fn add_snapshot_ram(
+    spec: &MachineSpec,
+    vm: &mut Vm,
+    r: &crate::vmm::snapshot::Restore,
+) -> Result<(), BuildError> {
+    let same = r.manifest.regions.len() == spec.memory.ram.len()
+        && (r.manifest.regions.iter())
+            .zip(&spec.memory.ram)
+            .all(|(a, b)| a.base == b.base && a.size == b.size);
+    if !same {
+        return Err(BuildError::Snapshot(super::snapshot::SnapshotError::Mismatch(
+            "its memory regions are not the machine's".into(),
+        )));
+    }
+    let memory = crate::snapshot::memory::map(&r.memory, &r.manifest.regions).map_err(|source| {
+        super::snapshot::SnapshotError::Memory {
+            path: r.dir.join(crate::snapshot::manifest::MEMORY),
+            source,
+        }
+    })?;
+    vm.add_mapped_ram(memory, &vga_holes(spec))?;
+    Ok(())
+}
+
+fn vga_holes(spec: &MachineSpec) -> Vec<(u64, u64)> {
+    spec.devices_of(Kind::Vga)
+        .flat_map(|d| d.mmio.iter().map(|m| (m.base, m.len)))
+        .collect()
 }
 
 /// How the boot CPU starts: its entry state and MSRs.

@@ -24,7 +24,7 @@ use super::wire::ChardevInfo as WiredChardev;
 use super::Screen;
 use crate::control::{
     ChardevInfo, ControlError, ControlTarget, CpuInfo, Event, EventSink, ImageFormat, RunStatus,
-    Screendump, ShutdownCause,
+    Screendump, ShutdownCause, SnapshotInfo,
 };
 use crate::devices::pm::{Pm, VmClock};
 use crate::devices::vga::screenshot;
@@ -40,6 +40,7 @@ pub struct ControlParts {
     pub rtc: Option<RtcControl>,
     pub clock: VmClock,
     pub nics: Vec<(String, Arc<dyn crate::devices::nic::NicLink>)>,
+    pub snapshot: crate::vmm::snapshot::SaveParts,
 }
 
 struct RunState {
@@ -71,6 +72,12 @@ pub fn shutdown_cause(reason: &ExitReason) -> (ShutdownCause, RunStatus) {
         ExitReason::QmpReset => (C::HostQmpSystemReset, RunStatus::Shutdown),
     };
     (cause, status)
+}
+
+/// The bytes a file takes on disk (its holes not counted).
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
 }
 
 /// An I/O error's text without Rust's " (os error N)" suffix, as strerror says it.
@@ -285,6 +292,33 @@ impl ControlTarget for MachineControl {
             .ok_or_else(|| ControlError::Failed(format!("Device '{name}' not found")))?;
         nic.set_link(up);
         Ok(())
+    }
+
+    fn snapshot_save(
+        &self,
+        path: &std::path::Path,
+        stay_paused: bool,
+    ) -> Result<SnapshotInfo, ControlError> {
+        let started = std::time::Instant::now();
+        let was_running = self.status() == RunStatus::Running;
+        self.stop()?;
+        let s = self.lock();
+        let vcpus = s.vcpus.clone().ok_or(ControlError::Gone)?;
+        let saved = crate::vmm::snapshot::save(&self.parts.snapshot, &vcpus, s.pit, path);
+        drop(s);
+        let paused_ms = started.elapsed().as_millis() as u64;
+        if was_running && !stay_paused {
+            self.cont()?;
+        }
+        saved.map_err(|e| ControlError::Failed(crate::error_chain(&e)))?;
+        let text = std::fs::read(path.join(crate::snapshot::manifest::MANIFEST))
+            .map_err(|e| ControlError::Failed(format!("{}: {e}", path.display())))?;
+        Ok(SnapshotInfo {
+            path: path.to_path_buf(),
+            memory_bytes: allocated(&path.join(crate::snapshot::manifest::MEMORY)),
+            sha256: crate::snapshot::manifest::sha256(&text),
+            paused_ms,
+        })
     }
 
     fn inject_nmi(&self) -> Result<(), ControlError> {

@@ -162,14 +162,27 @@ pub fn run(
 
 /// [`run`], calling `on_usr1` for every SIGUSR1 (a screenshot request); the run goes on.
 pub fn run_with_usr1(
-    mut vcpus: RunningVcpus,
-    mut sources: Vec<InputSource>,
+    vcpus: RunningVcpus,
+    sources: Vec<InputSource>,
     timeout: Option<Duration>,
     on_usr1: &mut dyn FnMut(),
     restore: impl FnOnce(),
 ) -> ExitReason {
+    let gate = std::sync::Mutex::new(());
+    run_gated(vcpus, sources, (timeout, &gate), on_usr1, restore)
+}
+
+/// [`run_with_usr1`], holding `gate` while device code runs for an input source, so
+/// that whoever holds it (a snapshot) sees no device change.
+pub fn run_gated(
+    mut vcpus: RunningVcpus,
+    mut sources: Vec<InputSource>,
+    (timeout, gate): (Option<Duration>, &std::sync::Mutex<()>),
+    on_usr1: &mut dyn FnMut(),
+    restore: impl FnOnce(),
+) -> ExitReason {
     let old_mask = block_exit_signals();
-    let reason = wait(&vcpus, &mut sources, timeout, on_usr1);
+    let reason = wait(&vcpus, &mut sources, (timeout, gate), on_usr1);
     vcpus.stop();
     vcpus.join();
     restore();
@@ -182,7 +195,7 @@ pub fn run_with_usr1(
 fn wait(
     vcpus: &RunningVcpus,
     sources: &mut [InputSource],
-    timeout: Option<Duration>,
+    (timeout, gate): (Option<Duration>, &std::sync::Mutex<()>),
     on_usr1: &mut dyn FnMut(),
 ) -> ExitReason {
     let sigfd = match SignalFd::new() {
@@ -263,7 +276,10 @@ fn wait(
                 state[i] = State::Closed;
                 continue;
             }
-            match (sources[i].on_readable)() {
+            let held = gate.lock().unwrap_or_else(|p| p.into_inner());
+            let input = (sources[i].on_readable)();
+            drop(held);
+            match input {
                 Input::Open => {}
                 Input::Full if sources[i].space.is_some() => state[i] = State::Full(None),
                 Input::Full => state[i] = State::Full(Some(Instant::now() + FULL_BACKOFF)),

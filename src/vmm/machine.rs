@@ -13,6 +13,7 @@ use super::event_loop;
 use super::exit::{Buses, ExitReason};
 use super::kvm::Kvm;
 use super::vcpu::{self, Vcpu, VcpuSetupError};
+use super::snapshot::SaveParts;
 use super::vm::Vm;
 use super::wire::{ChardevInfo, Devices};
 use crate::devices::vga::pci::StdVga;
@@ -44,6 +45,8 @@ pub struct Machine {
     _kvm: Kvm,
     _vm: Vm,
     vcpus: Vec<Vcpu>,
+    /// The MSRs KVM can save, for snapshots.
+    msr_list: Vec<u32>,
     buses: Arc<Buses>,
     devices: Devices,
 }
@@ -68,7 +71,7 @@ impl Machine {
         spec: MachineSpec,
         kvm: Kvm,
         vm: Vm,
-        vcpus: Vec<Vcpu>,
+        (vcpus, msr_list): (Vec<Vcpu>, Vec<u32>),
         buses: Arc<Buses>,
         devices: Devices,
     ) -> Self {
@@ -77,6 +80,7 @@ impl Machine {
             _kvm: kvm,
             _vm: vm,
             vcpus,
+            msr_list,
             buses,
             devices,
         }
@@ -108,8 +112,22 @@ impl Machine {
             rtc: self.devices.rtc.clone(),
             clock: self.devices.clock.clone(),
             nics: self.devices.nics.clone(),
+            snapshot: self.save_parts(),
         };
         MachineControl::new(parts, events)
+    }
+
+    /// What a snapshot of this machine reads.
+    pub fn save_parts(&self) -> SaveParts {
+        SaveParts {
+            spec: self.spec.clone(),
+            vm: self._vm.fd().clone(),
+            memory: self._vm.memory().clone(),
+            sections: self.devices.state.clone(),
+            disks: self.devices.disks.clone(),
+            msr_list: self.msr_list.clone(),
+            gate: self.devices.gate.clone(),
+        }
     }
 
     /// Writes to the POST port 0x80 so far.
@@ -145,10 +163,14 @@ impl Machine {
             Some(f) => f,
             None => &mut no_usr1,
         };
-        let reason =
-            event_loop::run_with_usr1(running, sources, opts.timeout, on_usr1, move || {
-                drop(terminal)
-            });
+        let gate = self.devices.gate.clone();
+        let reason = event_loop::run_gated(
+            running,
+            sources,
+            (opts.timeout, &gate),
+            on_usr1,
+            move || drop(terminal),
+        );
         if let Some(c) = &opts.control {
             c.finished(&reason);
         }

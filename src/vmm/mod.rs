@@ -12,6 +12,7 @@ pub mod builder;
 pub mod control;
 pub mod machine;
 pub mod rtc;
+pub mod snapshot;
 pub mod wire;
 
 pub use builder::{build, BuildError, BuildOptions};

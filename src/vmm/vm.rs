@@ -147,6 +147,28 @@ impl Vm {
         Ok(())
     }
 
+    /// Like [`Self::add_ram_with_holes`] for RAM already mapped (a snapshot's memory
+    /// file, mapped copy-on-write).
+    pub fn add_mapped_ram(
+        &mut self,
+        memory: GuestMemoryMmap,
+        holes: &[(u64, u64)],
+    ) -> Result<(), VmError> {
+        if self.memory.num_regions() != 0 {
+            return Err(VmError::RamTwice);
+        }
+        self.next_slot = memory::register_ram_except(&self.fd, &memory, self.next_slot, holes)?;
+        self.memory = memory;
+        Ok(())
+    }
+
+    /// Puts `other` where [`Self::memory`] is (the memslots keep pointing at the old
+    /// mapping) and returns the old one: a restore lets the boot steps write to a
+    /// scratch copy while the guest's RAM is the snapshot's.
+    pub fn swap_memory(&mut self, other: GuestMemoryMmap) -> GuestMemoryMmap {
+        std::mem::replace(&mut self.memory, other)
+    }
+
     /// A memslot number of its own for a device that maps memory at run time (see
     /// [`memory::DeviceSlot`]).
     /// Device slots count from [`DEVICE_SLOT_BASE`], clear of RAM and ROM slots.

@@ -113,6 +113,24 @@ pub struct Devices {
     /// Every device that holds guest-visible state, by section name (the device id;
     /// `pci` for the PCI root and what is behind it), in wiring order.
     pub state: Vec<(String, Arc<dyn crate::snapshot::Section>)>,
+    /// Every virtio-blk disk's open image.
+    pub disks: Vec<DiskHandle>,
+    /// Disks restored from a snapshot's frozen overlay: (device id, frozen image).
+    pub frozen_disks: Vec<(String, std::path::PathBuf)>,
+    /// Held by the event loop while it runs device code, and by a snapshot while it
+    /// saves: no device changes under a snapshot.
+    pub gate: Arc<Mutex<()>>,
+}
+
+/// A disk as a snapshot sees it.
+#[derive(Clone)]
+pub struct DiskHandle {
+    pub id: String,
+    pub image: Arc<crate::backends::disk::DiskImage>,
+    /// The image the spec names.
+    pub path: std::path::PathBuf,
+    /// Writes go to an overlay the run owns (`overlay = true`, or a restored one).
+    pub overlay: bool,
 }
 
 pub(super) fn shared<D: BusDevice + 'static>(d: D) -> Arc<Mutex<D>> {
@@ -172,6 +190,7 @@ pub fn wire(
     vm: &Vm,
     pio: &mut Bus,
     mmio: &mut Bus,
+    frozen_disks: &[(String, std::path::PathBuf)],
 ) -> Result<Devices, WireError> {
     let mut out = Devices {
         sources: Vec::new(),
@@ -186,6 +205,9 @@ pub fn wire(
         chardevs: Vec::new(),
         nics: Vec::new(),
         state: Vec::new(),
+        disks: Vec::new(),
+        frozen_disks: frozen_disks.to_vec(),
+        gate: Arc::new(Mutex::new(())),
     };
     for d in &spec.devices {
         match &d.kind {
@@ -212,7 +234,7 @@ pub fn wire(
                 readonly,
                 format,
                 overlay,
-            } => virtio::disk(vm, mmio, d, path, (*readonly, *overlay), *format, &out)?,
+            } => virtio::disk(vm, mmio, d, path, (*readonly, *overlay), *format, &mut out)?,
             DeviceKind::Vga { vram } => {
                 out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &out)?)
             }

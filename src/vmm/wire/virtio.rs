@@ -77,7 +77,7 @@ pub(super) fn disk(
     path: &std::path::Path,
     (readonly, overlay): (bool, bool),
     format: DiskFormat,
-    out: &Devices,
+    out: &mut Devices,
 ) -> Result<(), WireError> {
     use crate::backends::disk::DiskImage;
     use crate::devices::virtio::blk::Blk;
@@ -85,11 +85,20 @@ pub(super) fn disk(
         id: d.id.clone(),
         source,
     };
-    let image = if overlay {
-        temporary_overlay(d, path, format).map_err(err)?
-    } else {
-        DiskImage::open(path, readonly, format.name()).map_err(err)?
+    // A restored disk whose overlay the snapshot froze writes to a new overlay over it.
+    let frozen = out.frozen_disks.iter().find(|(id, _)| *id == d.id);
+    let image = match (frozen, overlay) {
+        (Some((_, f)), _) => temporary_overlay(d, f, DiskFormat::Qcow2).map_err(err)?,
+        (None, true) => temporary_overlay(d, path, format).map_err(err)?,
+        (None, false) => DiskImage::open(path, readonly, format.name()).map_err(err)?,
     };
+    let image = std::sync::Arc::new(image);
+    out.disks.push(super::DiskHandle {
+        id: d.id.clone(),
+        image: image.clone(),
+        path: path.to_path_buf(),
+        overlay: overlay || frozen.is_some(),
+    });
     transport(
         vm,
         mmio,

@@ -132,6 +132,8 @@ void idle_loop(void)
 			kv_dec("ms", (now - t0) / tsc_khz);
 			kv_hex("tsc", now);
 			out_end();
+			if (opt.work)
+				work_tick(n);
 			timer_arm();
 			continue;
 		}

@@ -167,6 +167,8 @@ void isr_dispatch(struct frame *f)
 	} else if (v == VEC_VIRTIO) {
 		virtio_isr();
 		lapic_eoi();
+	} else if (v == VEC_WORK) {
+		work_isr();
 	} else if (v == VEC_SCI || v == VEC_TICK) {
 		idle_isr(v);
 		lapic_eoi();

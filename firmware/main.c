@@ -109,6 +109,7 @@ static const struct num_option num_options[] = {
 	{ "virtio_mmio_n", &opt.virtio_mmio_n, 0, 0, 64 },
 	{ "virtio_pci", &opt.virtio_pci, 0, 0, 1 },
 	{ "blk", &opt.blk, 0, 0, 1 },
+	{ "work", &opt.work, 0, 0, 1 },
 	{ "blkwrite", &opt.blk_write, 0, 0, 1 },
 	{ "blksectors", &opt.blk_sectors, 0, 0, 128 },
 	{ "blkbench", &opt.blk_bench, 0, 0, 65536 },

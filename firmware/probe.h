@@ -28,6 +28,7 @@ typedef unsigned long usize;
 #define VEC_VIRTIO 0x40     /* virtio completion (MSI-X or IOAPIC-routed INTx) */
 #define VEC_SCI 0x41        /* ACPI SCI through its IOAPIC pin (idle=1) */
 #define VEC_TICK 0x42       /* LAPIC timer (idle=1 ticks) */
+#define VEC_WORK 0x43       /* work=1: the boot CPU wakes the others */
 #define VEC_SPURIOUS 0xff   /* LAPIC spurious vector */
 
 /* ---- struct hvm_start_info (Xen PVH boot ABI, version 1) ---- */
@@ -281,6 +282,13 @@ void ioapic_redirect(u32 pin, u32 lo, u32 dest);
 /* ---- virtio_blk.c ---- */
 void blk_report(void);
 
+/* ---- work.c ---- */
+void work_keep_disk(const struct vdev *d, const struct vq *q);
+void work_ap(u32 slot);
+void work_isr(void);
+void work_tick(u64 n);
+u32 blk_rw(struct vq *q, int write, u64 sector, void *buf, u32 len); /* virtio_blk.c: status */
+
 /* ---- smp.c ---- */
 void smp_start(const struct hvm_start_info *si, u32 expected, u32 wait_ms);
 void ap_main(u64 idx);
@@ -319,6 +327,7 @@ struct options {
 	u32 virtio_mmio_n; /* virtio_mmio_n=N: 0x200-byte windows to scan (default 8) */
 	u32 virtio_pci;    /* virtio_pci=0 skips the PCI scan */
 	u32 blk;           /* blk=0 skips the disks */
+	u32 work;          /* work=1: with idle=1, disk, IPI and echo work every tick */
 	u32 blk_write;     /* blkwrite=0: read-only check */
 	u32 blk_sectors;   /* blksectors=N: sectors written and read back (default 8) */
 	u32 blk_bench;     /* blkbench=MiB: throughput */

@@ -27,6 +27,8 @@ void ap_main(u64 idx)
 		ap_ids[slot] = id;
 		__atomic_store_n(&ap_ready[slot], 1, __ATOMIC_RELEASE);
 	}
+	if (opt.work)
+		work_ap(slot);
 	halt_forever();
 }
 

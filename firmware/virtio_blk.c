@@ -62,6 +62,11 @@ static u32 blk_request(struct vq *q, u32 type, u64 sector, void *buf, u32 len)
 	return status_byte;
 }
 
+u32 blk_rw(struct vq *q, int write, u64 sector, void *buf, u32 len)
+{
+	return blk_request(q, write ? T_OUT : T_IN, sector, buf, len);
+}
+
 static u8 pattern(u64 s, u32 i) { return (u8)(s * 31 + i * 7 + 1); }
 
 static void error_line(struct vdev *d, const char *what)
@@ -226,6 +231,8 @@ static void blk_one(struct vdev *d)
 		out_end();
 		vdev_irq_off(d);
 	}
+	if (opt.work && !ro && capacity >= 96)
+		work_keep_disk(d, &q);
 }
 
 void blk_report(void)

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use vmrun::boot::probe::{parse_report, ProbeLine};
 
+pub mod guest;
 pub mod net;
 
 /// A prerequisite of a test (`/dev/kvm`, a tool, a package's file). Present: true.

@@ -31,9 +31,14 @@ pub(super) fn post(pio: &mut Bus) -> Result<Arc<PostStats>, WireError> {
 }
 
 /// The keyboard on its first IRQ, the mouse on its second.
-pub(super) fn i8042(vm: &Vm, pio: &mut Bus, d: &DeviceSpec) -> Result<(), WireError> {
+pub(super) fn i8042(
+    vm: &Vm,
+    pio: &mut Bus,
+    d: &DeviceSpec,
+) -> Result<Arc<Mutex<I8042>>, WireError> {
     let dev = shared(I8042::new(irq(vm, d, 0), irq(vm, d, 1)));
-    insert_io(pio, dev, &d.io, &d.id)
+    insert_io(pio, dev.clone(), &d.io, &d.id)?;
+    Ok(dev)
 }
 
 pub(super) fn pm(

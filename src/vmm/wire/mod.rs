@@ -192,12 +192,13 @@ pub fn wire(
     mmio: &mut Bus,
     frozen_disks: &[(String, std::path::PathBuf)],
 ) -> Result<Devices, WireError> {
+    let pci = pci::root(spec, vm, pio, mmio)?;
     let mut out = Devices {
         sources: Vec::new(),
         post: legacy::post(pio)?,
         terminal: Vec::new(),
         fw_cfg: None,
-        pci: pci::root(spec, vm, pio, mmio)?,
+        pci: pci.as_ref().map(|(root, _)| root.clone()),
         vga: None,
         pm: None,
         rtc: None,
@@ -209,25 +210,36 @@ pub fn wire(
         frozen_disks: frozen_disks.to_vec(),
         gate: Arc::new(Mutex::new(())),
     };
+    if let Some((_, section)) = pci {
+        out.state.push(("pci".into(), section));
+    }
     for d in &spec.devices {
         match &d.kind {
             DeviceKind::Serial { backend, log } => {
                 serial::serial(vm, pio, d, backend, log.as_deref(), &mut out)?
             }
-            DeviceKind::I8042 => legacy::i8042(vm, pio, d)?,
+            DeviceKind::I8042 => {
+                let dev = legacy::i8042(vm, pio, d)?;
+                out.state.push((d.id.clone(), dev));
+            }
             DeviceKind::Pm(layout) => {
-                out.pm = Some(legacy::pm(vm, pio, d, *layout, out.clock.clone())?)
+                let pm = legacy::pm(vm, pio, d, *layout, out.clock.clone())?;
+                out.state.push((d.id.clone(), pm.clone()));
+                out.pm = Some(pm);
             }
             DeviceKind::Debugcon { backend } => legacy::debugcon(pio, d, backend)?,
             DeviceKind::Rtc { clock } => {
                 let (timer, control) = legacy::rtc(spec, vm, pio, d, *clock)?;
                 out.sources.push(timer);
+                out.state.push((d.id.clone(), control.section()));
                 out.rtc = Some(control);
             }
             // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
             DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic { .. } => {}
             DeviceKind::FwCfg { files } => {
-                out.fw_cfg = Some(legacy::fw_cfg(spec, vm, pio, d, files)?)
+                let dev = legacy::fw_cfg(spec, vm, pio, d, files)?;
+                out.state.push((d.id.clone(), dev.clone()));
+                out.fw_cfg = Some(dev);
             }
             DeviceKind::Disk {
                 path,
@@ -236,7 +248,7 @@ pub fn wire(
                 overlay,
             } => virtio::disk(vm, mmio, d, path, (*readonly, *overlay), *format, &mut out)?,
             DeviceKind::Vga { vram } => {
-                out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &out)?)
+                out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &mut out)?)
             }
             DeviceKind::Nic {
                 model: NicModel::E1000,

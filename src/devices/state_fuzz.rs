@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::state_tests::{busy_uart, Clock, Level};
-use super::state_tests_pci::{disk, root, vga};
+use super::state_tests_pci::{disk, pci_net_init, root, vga};
 use crate::devices::cmos::{Cmos, CmosLayout};
 use crate::devices::e1000::E1000;
 use crate::devices::fw_cfg::{FwCfg, FwCfgItems};
@@ -95,7 +95,11 @@ impl Target for Root {
     }
     fn poke(&mut self, rng: &mut Rng) {
         let mut b = rng.next().to_le_bytes();
-        let (bus, devfn, reg) = (rng.below(3) as u8, rng.below(256) as u8, rng.below(256) as u16);
+        let (bus, devfn, reg) = (
+            rng.below(3) as u8,
+            rng.below(256) as u8,
+            rng.below(256) as u16,
+        );
         if rng.chance(50) {
             self.1.config_read(bus, devfn, reg & !3, &mut b[..4]);
         } else {
@@ -146,7 +150,11 @@ fn cmos() -> Cmos {
         cpus: 1,
         boot_order: vec![],
     };
-    Cmos::new(&layout, Box::new(Clock::at(1 << 60)), Arc::new(Level::default()))
+    Cmos::new(
+        &layout,
+        Box::new(Clock::at(1 << 60)),
+        Arc::new(Level::default()),
+    )
 }
 
 fn targets() -> Vec<(&'static str, u32, Make)> {
@@ -157,53 +165,108 @@ fn targets() -> Vec<(&'static str, u32, Make)> {
         sci_enabled: false,
     };
     let mut out: Vec<(&'static str, u32, Make)> = vec![
-        ("serial", 12_000, Box::new(|| Box::new(Bus(busy_uart(Arc::new(Level::default())), 1, 8)))),
+        (
+            "serial",
+            12_000,
+            Box::new(|| Box::new(Bus(busy_uart(Arc::new(Level::default())), 1, 8))),
+        ),
         ("cmos", 12_000, Box::new(|| Box::new(Bus(cmos(), 1, 2)))),
-        ("i8042", 12_000, Box::new(|| {
-            let mut d = I8042::new(Arc::new(Level::default()), Arc::new(Level::default()));
-            d.write(0, 0, &[0xf2]);
-            Box::new(Bus(d, 2, 1))
-        })),
-        ("pm", 12_000, Box::new(move || {
-            let mut p = Pm::new(pm_cfg, Box::new(Clock::at(7)), Arc::new(Level::default()));
-            p.press_power_button();
-            Box::new(Bus(p, 1, 0x40))
-        })),
-        ("fw_cfg", 8_000, Box::new(|| {
-            let mut i = FwCfgItems::new();
-            i.add_item(5, vec![1; 40]);
-            let mut d = FwCfg::new(memory(1 << 16), i);
-            d.write(0, 0, &5u16.to_le_bytes());
-            Box::new(Bus(d, 2, 12))
-        })),
-        ("pci", 8_000, Box::new(|| {
-            let (r, p) = root();
-            r.config_write(0, 3 << 3, 0x18, &[0, 1, 1, 0]);
-            Box::new(Root(PciSection::new(r.clone(), Some(p)), r))
-        })),
+        (
+            "i8042",
+            12_000,
+            Box::new(|| {
+                let mut d = I8042::new(Arc::new(Level::default()), Arc::new(Level::default()));
+                d.write(0, 0, &[0xf2]);
+                Box::new(Bus(d, 2, 1))
+            }),
+        ),
+        (
+            "pm",
+            12_000,
+            Box::new(move || {
+                let mut p = Pm::new(pm_cfg, Box::new(Clock::at(7)), Arc::new(Level::default()));
+                p.press_power_button();
+                Box::new(Bus(p, 1, 0x40))
+            }),
+        ),
+        (
+            "fw_cfg",
+            8_000,
+            Box::new(|| {
+                let mut i = FwCfgItems::new();
+                i.add_item(5, vec![1; 40]);
+                let mut d = FwCfg::new(memory(1 << 16), i);
+                d.write(0, 0, &5u16.to_le_bytes());
+                Box::new(Bus(d, 2, 12))
+            }),
+        ),
+        (
+            "pci",
+            8_000,
+            Box::new(|| {
+                let (r, p) = root();
+                r.config_write(0, 3 << 3, 0x18, &[0, 1, 1, 0]);
+                Box::new(Root(PciSection::new(r.clone(), Some(p)), r))
+            }),
+        ),
     ];
-    out.push(("virtio-mmio-blk", 12_000, Box::new(|| {
-        let mem = memory(1 << 20);
-        let mut t = MmioTransport::new(Box::new(Blk::new(disk("fz"), "f")), mem, Arc::new(Level::default()));
-        mmio_init(&mut t, crate::devices::virtio::F_VERSION_1, &[Ring::new(16, 0x1000)]);
-        Box::new(Bus(t, 1, 0x200))
-    })));
-    out.push(("virtio-pci-net", 12_000, Box::new(|| {
-        let mem = memory(1 << 20);
-        let (net, _) = Net::new([2, 0, 0, 0, 0, 2], Some(Box::new(FakeNet::new())));
-        let mut d = VirtioPci::new(Box::new(net), mem, 0x020000, Arc::new(crate::devices::pci::NoMsi));
-        d.config_write(0x10, &0xe000_0000u32.to_le_bytes());
-        Box::new(Pci(d, 0x8000))
-    })));
-    out.push(("vga", 3_000, Box::new(|| {
-        let (mut v, _) = vga();
-        v.write(2, 0x18000, b"x");
-        Box::new(Pci(v, 0x1000))
-    })));
-    out.push(("e1000", 9_000, Box::new(|| {
-        let d = E1000::new([2, 0, 0, 0, 0, 3], None, memory(1 << 20), Box::new(Clock::at(9)));
-        Box::new(Pci(d, 0x20000))
-    })));
+    out.push((
+        "virtio-mmio-blk",
+        12_000,
+        Box::new(|| {
+            let mem = memory(1 << 20);
+            let mut t = MmioTransport::new(
+                Box::new(Blk::new(disk("fz"), "f")),
+                mem,
+                Arc::new(Level::default()),
+            );
+            mmio_init(
+                &mut t,
+                crate::devices::virtio::F_VERSION_1,
+                &[Ring::new(16, 0x1000)],
+            );
+            Box::new(Bus(t, 1, 0x200))
+        }),
+    ));
+    out.push((
+        "virtio-pci-net",
+        12_000,
+        Box::new(|| {
+            let mem = memory(1 << 20);
+            let (net, _) = Net::new([2, 0, 0, 0, 0, 2], Some(Box::new(FakeNet::new())));
+            let mut d = VirtioPci::new(
+                Box::new(net),
+                mem,
+                0x020000,
+                Arc::new(crate::devices::pci::NoMsi),
+            );
+            d.config_write(0x10, &0xe000_0000u32.to_le_bytes());
+            pci_net_init(&mut d, &[Ring::new(8, 0x1000), Ring::new(8, 0x3000)]);
+            Box::new(Pci(d, 0x8000))
+        }),
+    ));
+    out.push((
+        "vga",
+        3_000,
+        Box::new(|| {
+            let (mut v, _) = vga();
+            v.write(2, 0x18000, b"x");
+            Box::new(Pci(v, 0x1000))
+        }),
+    ));
+    out.push((
+        "e1000",
+        9_000,
+        Box::new(|| {
+            let d = E1000::new(
+                [2, 0, 0, 0, 0, 3],
+                None,
+                memory(1 << 20),
+                Box::new(Clock::at(9)),
+            );
+            Box::new(Pci(d, 0x20000))
+        }),
+    ));
     out
 }
 

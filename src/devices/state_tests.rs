@@ -140,7 +140,15 @@ fn cmos_round_trip_and_time_on_restore() {
     let mut a = Cmos::new(&layout(), Box::new(clock.clone()), line.clone());
     // Binary mode, a guest-set time, an alarm, a user byte, update interrupts on.
     cmos_set(&mut a, 0x0b, 0x86);
-    for (i, v) in [(0, 30), (2, 15), (4, 10), (7, 5), (8, 6), (9, 24), (0x32, 20)] {
+    for (i, v) in [
+        (0, 30),
+        (2, 15),
+        (4, 10),
+        (7, 5),
+        (8, 6),
+        (9, 24),
+        (0x32, 20),
+    ] {
         cmos_set(&mut a, i, v);
     }
     cmos_set(&mut a, 0x0b, 0x16);
@@ -264,6 +272,9 @@ fn fw_cfg_cursor_round_trip() {
     same_reads(&mut a, &mut b, &reads);
     assert_eq!(b.save_state().unwrap(), a.save_state().unwrap());
     // A cursor past the item is refused.
-    let mut c = FwCfg::new(crate::devices::virtio::testutil::memory(1 << 16), FwCfgItems::new());
+    let mut c = FwCfg::new(
+        crate::devices::virtio::testutil::memory(1 << 16),
+        FwCfgItems::new(),
+    );
     assert!(c.restore_state(&saved).is_err());
 }

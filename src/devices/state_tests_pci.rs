@@ -27,7 +27,9 @@ pub(super) fn root() -> (Arc<PciRoot>, Arc<Mutex<PciPorts>>) {
     let root = Arc::new(PciRoot::new(Box::new(|_| {
         Arc::new(Level::default()) as Arc<dyn IrqLine>
     })));
-    let host = Arc::new(Mutex::new(PlainFunction(crate::devices::pci::i440fx::i440fx())));
+    let host = Arc::new(Mutex::new(PlainFunction(
+        crate::devices::pci::i440fx::i440fx(),
+    )));
     root.add_function(0, PciAddr { slot: 0, func: 0 }, host as SharedPciDevice)
         .unwrap();
     root.add_bridge(0, PciAddr { slot: 3, func: 0 }, PciBridge::pci_bridge(), 1)
@@ -50,14 +52,22 @@ fn pci_root_round_trip() {
     a.config_write(0, 3 << 3, 0x20, &0xfe10_fe00u32.to_le_bytes());
     a.config_write(0, 3 << 3, 0x04, &[0x07, 0]);
     a.config_write(0, 0, 0x59, &[0x30]);
-    pa.lock().unwrap().write(0, 0, &0x8000_1810u32.to_le_bytes());
+    pa.lock()
+        .unwrap()
+        .write(0, 0, &0x8000_1810u32.to_le_bytes());
     pa.lock().unwrap().write(0, 1, &[0x02]);
     let saved = PciSection::new(a.clone(), Some(pa.clone())).save().unwrap();
     let (b, pb) = root();
     PciSection::new(b.clone(), Some(pb.clone()))
         .restore(&saved)
         .unwrap();
-    for (devfn, reg) in [(0, 0x58), (0, 0x04), (3 << 3, 0x18), (3 << 3, 0x20), (3 << 3, 4)] {
+    for (devfn, reg) in [
+        (0, 0x58),
+        (0, 0x04),
+        (3 << 3, 0x18),
+        (3 << 3, 0x20),
+        (3 << 3, 4),
+    ] {
         assert_eq!(cfg_dword(&a, 0, devfn, reg), cfg_dword(&b, 0, devfn, reg));
     }
     let mut x = [0u8; 4];
@@ -94,7 +104,11 @@ fn write_request(mem: &GuestMemoryMmap, ring: &mut Ring, n: u64, sector: u64, fi
     mem.write_obj(0xffu8, GuestAddress(base + 0x400)).unwrap();
     ring.push(
         mem,
-        &[(base, 16, false), (base + 0x100, 512, false), (base + 0x400, 1, true)],
+        &[
+            (base, 16, false),
+            (base + 0x100, 512, false),
+            (base + 0x400, 1, true),
+        ],
     );
     base + 0x400
 }
@@ -102,7 +116,11 @@ fn write_request(mem: &GuestMemoryMmap, ring: &mut Ring, n: u64, sector: u64, fi
 #[test]
 fn virtio_mmio_blk_continues_after_restore() {
     let mem = memory(1 << 20);
-    let mut a = MmioTransport::new(Box::new(Blk::new(disk("a"), "d")), mem.clone(), Arc::new(Level::default()));
+    let mut a = MmioTransport::new(
+        Box::new(Blk::new(disk("a"), "d")),
+        mem.clone(),
+        Arc::new(Level::default()),
+    );
     let mut ring = Ring::new(16, 0x1000);
     let features = F_VERSION_1 | crate::devices::virtio::F_EVENT_IDX;
     assert_eq!(mmio_init(&mut a, features, &[Ring::new(16, 0x1000)]), 0xf);
@@ -114,7 +132,11 @@ fn virtio_mmio_blk_continues_after_restore() {
     let saved = a.save_state().unwrap();
 
     let disk_b = disk("b");
-    let mut b = MmioTransport::new(Box::new(Blk::new(disk_b, "d")), mem.clone(), Arc::new(Level::default()));
+    let mut b = MmioTransport::new(
+        Box::new(Blk::new(disk_b, "d")),
+        mem.clone(),
+        Arc::new(Level::default()),
+    );
     b.restore_state(&saved).unwrap();
     for off in (0..0x100).step_by(4) {
         assert_eq!(
@@ -143,7 +165,7 @@ fn bw(d: &mut VirtioPci, off: u64, v: u64, n: usize) {
 
 /// virtio-pci init through the common configuration: both queues with MSI-X vectors
 /// 1 and 2, configuration vector 0, MSI-X enabled.
-fn pci_net_init(d: &mut VirtioPci, rings: &[Ring]) {
+pub(super) fn pci_net_init(d: &mut VirtioPci, rings: &[Ring]) {
     d.config_write(0x04, &[0x06, 0]);
     let cap = d.config().find_capability(0x11).unwrap();
     d.config_write(cap + 2, &[0, 0x80]);
@@ -179,7 +201,14 @@ impl crate::devices::pci::MsiSender for Msis {
     }
 }
 
-fn pci_net(mem: &GuestMemoryMmap) -> (VirtioPci, crate::devices::virtio::net::NetRx, FakeNet, Arc<Msis>) {
+fn pci_net(
+    mem: &GuestMemoryMmap,
+) -> (
+    VirtioPci,
+    crate::devices::virtio::net::NetRx,
+    FakeNet,
+    Arc<Msis>,
+) {
     let wire = FakeNet::new();
     let (net, rx) = Net::new([2, 0, 0, 0, 0, 1], Some(Box::new(wire.clone())));
     let msis = Arc::new(Msis::default());
@@ -240,7 +269,10 @@ impl crate::devices::vga::LfbMapper for Lfb {
     }
 }
 
-pub(super) fn vga() -> (crate::devices::vga::pci::StdVga, Arc<Mutex<Vec<Option<u64>>>>) {
+pub(super) fn vga() -> (
+    crate::devices::vga::pci::StdVga,
+    Arc<Mutex<Vec<Option<u64>>>>,
+) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut v = crate::devices::vga::Vga::new(1 << 20).unwrap();
     v.set_lfb_mapper(Box::new(Lfb(log.clone())));
@@ -254,7 +286,14 @@ fn vga_round_trip_maps_the_framebuffer() {
     a.config_write(0x04, &[0x02, 0]);
     // DAC entry 7, a CRTC register, the attribute flip-flop left at "data", text in
     // the window, a DISPI mode and a byte far into VRAM.
-    for (off, v) in [(0x18, 7u8), (0x19, 1), (0x19, 2), (0x24, 0x0c), (0x25, 0x12), (0x10, 0x01)] {
+    for (off, v) in [
+        (0x18, 7u8),
+        (0x19, 1),
+        (0x19, 2),
+        (0x24, 0x0c),
+        (0x25, 0x12),
+        (0x10, 0x01),
+    ] {
         a.write(0, off, &[v]);
     }
     a.write(2, 0x18000, b"Hi");
@@ -262,7 +301,11 @@ fn vga_round_trip_maps_the_framebuffer() {
     a.write(1, 1, &800u16.to_le_bytes());
     a.bar_write(0, 0xf_0000, &[0x5a]);
     let saved = a.save_state().unwrap();
-    assert!(saved.len() < 3 * 4096, "only the non-zero pages: {}", saved.len());
+    assert!(
+        saved.len() < 3 * 4096,
+        "only the non-zero pages: {}",
+        saved.len()
+    );
     let (mut b, log) = vga();
     b.restore_state(&saved).unwrap();
     assert_eq!(*log.lock().unwrap(), vec![Some(0xfd00_0000)]);
@@ -291,7 +334,13 @@ fn e1000_round_trip() {
     a.set_intx_line(line.clone());
     a.config_write(0x04, &[0x06, 0]);
     let w = |d: &mut E1000, off: u32, v: u32| d.bar_write(0, off.into(), &v.to_le_bytes());
-    for (off, v) in [(RDBAL, 0x4000), (RDLEN, 0x100), (RDT, 3), (TDBAL, 0x8000), (TDLEN, 0x80)] {
+    for (off, v) in [
+        (RDBAL, 0x4000),
+        (RDLEN, 0x100),
+        (RDT, 3),
+        (TDBAL, 0x8000),
+        (TDLEN, 0x80),
+    ] {
         w(&mut a, off, v);
     }
     w(&mut a, RA + 8, 0x1122_3344);
@@ -306,7 +355,23 @@ fn e1000_round_trip() {
     b.set_intx_line(line2.clone());
     b.restore_state(&saved).unwrap();
     assert!(line2.high(), "INTA# is driven again");
-    for off in [CTRL, STATUS, RDBAL, RDLEN, RDH, RDT, TDBAL, TDLEN, EERD, RA, RA + 4, RA + 8, IMS, ICR, ICR] {
+    for off in [
+        CTRL,
+        STATUS,
+        RDBAL,
+        RDLEN,
+        RDH,
+        RDT,
+        TDBAL,
+        TDLEN,
+        EERD,
+        RA,
+        RA + 4,
+        RA + 8,
+        IMS,
+        ICR,
+        ICR,
+    ] {
         let (mut x, mut y) = ([0u8; 4], [0u8; 4]);
         a.bar_read(0, off.into(), &mut x);
         b.bar_read(0, off.into(), &mut y);

@@ -62,12 +62,14 @@ impl Stateful for Cmos {
         })?;
         let saved_regs = self.ram;
         self.ram = ram;
-        let period_ok = s.last_period <= self.period_index(s.guest_ns)
-            && s.last_period >= -LIMIT_NS;
+        let period_ok =
+            s.last_period <= self.period_index(s.guest_ns) && s.last_period >= -LIMIT_NS;
         let secs_ok = s.last_sec >= -LIMIT_NS / NS;
         if !(period_ok && secs_ok) {
             self.ram = saved_regs;
-            return Err(StateError::Invalid("RTC periodic index out of range".into()));
+            return Err(StateError::Invalid(
+                "RTC periodic index out of range".into(),
+            ));
         }
         self.index = s.index;
         self.nmi_masked = s.nmi_masked;

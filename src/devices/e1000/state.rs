@@ -86,7 +86,9 @@ fn check_shift(s: Shift) -> Result<(), StateError> {
 impl E1000 {
     fn tx_saved(&self) -> TxSaved {
         let c = &self.tx.ctx;
-        let ctx = [c.ipcss, c.ipcso, c.ipcse, c.tucss, c.tucso, c.tucse, c.hdrlen, c.mss];
+        let ctx = [
+            c.ipcss, c.ipcso, c.ipcse, c.tucss, c.tucso, c.tucse, c.hdrlen, c.mss,
+        ];
         TxSaved {
             ctx: ctx.map(|v| v as u32),
             tucmd: c.tucmd,
@@ -109,7 +111,9 @@ impl E1000 {
         ensure(t.ctx.iter().zip(limits).all(|(&v, l)| v <= l), || {
             "transmit context".into()
         })?;
-        ensure(t.pkt.len() <= MAX_GATHER, || "transmit packet too long".into())?;
+        ensure(t.pkt.len() <= MAX_GATHER, || {
+            "transmit packet too long".into()
+        })?;
         ensure(
             t.legacy_csum.is_none_or(|(a, b)| a <= 0xff && b <= 0xff),
             || "legacy checksum offsets".into(),
@@ -140,9 +144,10 @@ impl E1000 {
     fn restore_rx(&mut self, frames: Vec<FrameState>) -> Result<(), StateError> {
         let mut bytes = 0usize;
         for f in &frames {
-            ensure(f.data.len() <= MAX_LONG + 4 && f.done <= f.data.len(), || {
-                "a receive FIFO frame".into()
-            })?;
+            ensure(
+                f.data.len() <= MAX_LONG + 4 && f.done <= f.data.len(),
+                || "a receive FIFO frame".into(),
+            )?;
             bytes += f.data.len();
         }
         ensure(bytes <= 64 * 1024, || "receive FIFO overfull".into())?;
@@ -218,9 +223,10 @@ impl Stateful for E1000 {
             ensure(i >= next && i < self.regs.len(), || format!("register {i}"))?;
             next = i + 1;
         }
-        let words: [u16; WORDS] = s.eeprom_words.as_slice().try_into().map_err(|_| {
-            StateError::Invalid(format!("{} EEPROM words", s.eeprom_words.len()))
-        })?;
+        let words: [u16; WORDS] =
+            s.eeprom_words.as_slice().try_into().map_err(|_| {
+                StateError::Invalid(format!("{} EEPROM words", s.eeprom_words.len()))
+            })?;
         let phy: [u16; 32] = s
             .phy_regs
             .as_slice()

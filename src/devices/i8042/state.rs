@@ -64,8 +64,12 @@ impl Keyboard {
     }
 
     fn from_state(s: KbdState) -> Result<Self, StateError> {
-        ensure(s.q.len() <= QUEUE_LIMIT, || "keyboard queue too long".into())?;
-        ensure((1..=3).contains(&s.set), || format!("scancode set {}", s.set))?;
+        ensure(s.q.len() <= QUEUE_LIMIT, || {
+            "keyboard queue too long".into()
+        })?;
+        ensure((1..=3).contains(&s.set), || {
+            format!("scancode set {}", s.set)
+        })?;
         ensure(s.leds & !7 == 0 && s.typematic & 0x80 == 0, || {
             "keyboard LEDs or typematic rate".into()
         })?;
@@ -101,7 +105,9 @@ impl Mouse {
 
     fn from_state(s: MouseState) -> Result<Self, StateError> {
         ensure(s.q.len() <= QUEUE_LIMIT, || "mouse queue too long".into())?;
-        ensure(s.resolution <= 3, || format!("mouse resolution {}", s.resolution))?;
+        ensure(s.resolution <= 3, || {
+            format!("mouse resolution {}", s.resolution)
+        })?;
         ensure(matches!(s.arg_for, None | Some(0xE8 | 0xF3)), || {
             "mouse command argument".into()
         })?;
@@ -142,10 +148,13 @@ impl Stateful for I8042 {
             .as_slice()
             .try_into()
             .map_err(|_| StateError::Invalid(format!("{} bytes of 8042 RAM", s.ram.len())))?;
-        ensure(s.replies.len() <= QUEUE_LIMIT, || "8042 replies too long".into())?;
-        ensure(matches!(s.arg_for, None | Some(0x60..=0x7F | 0xD1..=0xD4)), || {
-            "8042 command argument".into()
+        ensure(s.replies.len() <= QUEUE_LIMIT, || {
+            "8042 replies too long".into()
         })?;
+        ensure(
+            matches!(s.arg_for, None | Some(0x60..=0x7F | 0xD1..=0xD4)),
+            || "8042 command argument".into(),
+        )?;
         let kbd = Keyboard::from_state(s.kbd)?;
         let aux = Mouse::from_state(s.aux)?;
         self.ram = ram;

@@ -74,7 +74,10 @@ impl PciRoot {
         // Check everything first, so a refused section changes nothing.
         for ((bus, devfn, dev), s) in own.iter().zip(saved) {
             ensure(*bus == s.bus && *devfn == s.devfn, || {
-                format!("PCI function {}:{:#04x} is not in this machine", s.bus, s.devfn)
+                format!(
+                    "PCI function {}:{:#04x} is not in this machine",
+                    s.bus, s.devfn
+                )
             })?;
             lock(dev).config().check_state(&s.cfg)?;
         }

@@ -38,10 +38,18 @@ impl Stateful for Pm {
         let s: PmState = decode(bytes)?;
         let half = self.gpe_sts.len();
         ensure(s.gpe_sts.len() == half && s.gpe_en.len() == half, || {
-            format!("GPE0 halves of {} and {} bytes", s.gpe_sts.len(), s.gpe_en.len())
+            format!(
+                "GPE0 halves of {} and {} bytes",
+                s.gpe_sts.len(),
+                s.gpe_en.len()
+            )
         })?;
-        ensure(s.en & !PM1_SCI_EVENTS == 0, || format!("PM1_EN {:#x}", s.en))?;
-        ensure(s.cnt & PM1_CNT_SLP_EN == 0, || format!("PM1_CNT {:#x}", s.cnt))?;
+        ensure(s.en & !PM1_SCI_EVENTS == 0, || {
+            format!("PM1_EN {:#x}", s.en)
+        })?;
+        ensure(s.cnt & PM1_CNT_SLP_EN == 0, || {
+            format!("PM1_CNT {:#x}", s.cnt)
+        })?;
         ensure(s.tmr_epoch <= u64::MAX >> 23, || "PM timer epoch".into())?;
         self.sts = s.sts;
         self.en = s.en;

@@ -60,9 +60,10 @@ impl Common {
         ensure(s.queues.len() == n, || {
             format!("{} queues for a device with {n}", s.queues.len())
         })?;
-        ensure(s.status & !0xff == 0 && s.status & STATUS_NEEDS_RESET == 0, || {
-            format!("device status {:#x}", s.status)
-        })?;
+        ensure(
+            s.status & !0xff == 0 && s.status & STATUS_NEEDS_RESET == 0,
+            || format!("device status {:#x}", s.status),
+        )?;
         ensure(s.isr & !(INT_VRING | INT_CONFIG) == 0, || {
             format!("ISR {:#x}", s.isr)
         })?;
@@ -116,7 +117,9 @@ impl Common {
         self.config_generation = s.config_generation;
         self.active = s.active;
         self.ints.status.store(s.isr, Ordering::Release);
-        self.ints.needs_reset.store(s.needs_reset, Ordering::Release);
+        self.ints
+            .needs_reset
+            .store(s.needs_reset, Ordering::Release);
         if let Some(queues) = running {
             let act = Activation {
                 mem: self.mem.clone(),

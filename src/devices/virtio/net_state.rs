@@ -13,10 +13,7 @@ struct NetState {
 }
 
 pub(super) fn save(st: &State) -> Result<Vec<u8>, StateError> {
-    let held = st
-        .held
-        .and_then(|n| st.frame.get(..n))
-        .map(|f| f.to_vec());
+    let held = st.held.and_then(|n| st.frame.get(..n)).map(|f| f.to_vec());
     encode(&NetState {
         link_up: st.link_up,
         held,

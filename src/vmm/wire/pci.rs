@@ -13,12 +13,15 @@ use crate::spec::{DeviceSpec, MachineSpec};
 use crate::vmm::bus::Bus;
 use crate::vmm::vm::Vm;
 
+/// The PCI root and its snapshot section (`pci`).
+pub(super) type RootAndSection = (Arc<PciRoot>, Arc<dyn Section>);
+
 pub(super) fn root(
     spec: &MachineSpec,
     vm: &Vm,
     pio: &mut Bus,
     mmio: &mut Bus,
-) -> Result<Option<(Arc<PciRoot>, Arc<dyn Section>)>, WireError> {
+) -> Result<Option<RootAndSection>, WireError> {
     let Some(host) = &spec.chipset.pci else {
         return Ok(None);
     };

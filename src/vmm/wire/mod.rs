@@ -111,7 +111,8 @@ pub struct Devices {
     /// Every NIC's cable, by device id.
     pub nics: Vec<(String, Arc<dyn crate::devices::nic::NicLink>)>,
     /// Every device that holds guest-visible state, by section name (the device id;
-    /// `pci` for the PCI root and what is behind it), in wiring order.
+    /// `pci` for the PCI root's own functions and config ports, `post` for port 0x80),
+    /// in wiring order.
     pub state: Vec<(String, Arc<dyn crate::snapshot::Section>)>,
     /// Every virtio-blk disk's open image.
     pub disks: Vec<DiskHandle>,
@@ -192,10 +193,11 @@ pub fn wire(
     mmio: &mut Bus,
     frozen_disks: &[(String, std::path::PathBuf)],
 ) -> Result<Devices, WireError> {
+    let (post, post_dev) = legacy::post(pio)?;
     let pci = pci::root(spec, vm, pio, mmio)?;
     let mut out = Devices {
         sources: Vec::new(),
-        post: legacy::post(pio)?,
+        post,
         terminal: Vec::new(),
         fw_cfg: None,
         pci: pci.as_ref().map(|(root, _)| root.clone()),
@@ -210,6 +212,7 @@ pub fn wire(
         frozen_disks: frozen_disks.to_vec(),
         gate: Arc::new(Mutex::new(())),
     };
+    out.state.push(("post".into(), post_dev));
     if let Some((_, section)) = pci {
         out.state.push(("pci".into(), section));
     }

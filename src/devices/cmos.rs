@@ -467,5 +467,7 @@ impl BusDevice for Cmos {
     }
 }
 
+mod state;
+
 #[cfg(test)]
 mod tests;

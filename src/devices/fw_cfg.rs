@@ -507,5 +507,7 @@ impl BusDevice for FwCfg {
     }
 }
 
+mod state;
+
 #[cfg(test)]
 mod tests;

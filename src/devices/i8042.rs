@@ -474,5 +474,7 @@ impl BusDevice for I8042 {
     }
 }
 
+mod state;
+
 #[cfg(test)]
 mod tests;

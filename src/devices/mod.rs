@@ -54,3 +54,10 @@ pub mod reset;
 pub mod serial;
 pub mod vga;
 pub mod virtio;
+
+#[cfg(test)]
+mod state_fuzz;
+#[cfg(test)]
+mod state_tests;
+#[cfg(test)]
+mod state_tests_pci;

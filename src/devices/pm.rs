@@ -176,6 +176,8 @@ pub struct Pm {
     /// Bit 23 epoch of the timer as last seen, to latch TMR_STS.
     tmr_epoch: u64,
     sci_level: bool,
+    /// Added to the clock (ns): where a restored timer continues from.
+    time_base: i128,
 }
 
 impl Pm {
@@ -192,6 +194,7 @@ impl Pm {
             gpe_en: vec![0; half],
             tmr_epoch: 0,
             sci_level: false,
+            time_base: 0,
         };
         pm.tmr_epoch = pm.ticks() >> 23;
         pm
@@ -218,8 +221,14 @@ impl Pm {
 
     /// The 24-bit PM timer count at the clock's current time.
     fn ticks(&self) -> u64 {
-        let ns = self.clock.now().as_nanos();
-        (ns * u128::from(PM_TIMER_HZ) / 1_000_000_000) as u64
+        let ns = self.timer_ns();
+        (u128::from(ns) * u128::from(PM_TIMER_HZ) / 1_000_000_000) as u64
+    }
+
+    /// The time the PM timer counts, in ns: the clock plus the restored base.
+    fn timer_ns(&self) -> u64 {
+        let ns = self.clock.now().as_nanos() as i128 + self.time_base;
+        ns.clamp(0, i128::from(u64::MAX)) as u64
     }
 
     fn refresh_timer(&mut self) -> u32 {
@@ -340,6 +349,8 @@ impl BusDevice for Pm {
         ev
     }
 }
+
+mod state;
 
 #[cfg(test)]
 mod tests {

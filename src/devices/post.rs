@@ -63,6 +63,20 @@ impl BusDevice for Post {
     }
 }
 
+/// The last POST code is what a read returns: a snapshot keeps it (the write count is
+/// the host's statistic, not the guest's).
+impl crate::snapshot::Stateful for Post {
+    fn save_state(&self) -> Result<Vec<u8>, crate::snapshot::StateError> {
+        crate::snapshot::encode(&self.stats.last())
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<(), crate::snapshot::StateError> {
+        let last: u8 = crate::snapshot::decode(bytes)?;
+        self.stats.last.store(last, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +95,11 @@ mod tests {
         assert_eq!(stats.last(), 0x55);
         p.read(0, 0, &mut b);
         assert_eq!(b[0], 0x55);
+        use crate::snapshot::Stateful;
+        let mut q = Post::new();
+        q.restore_state(&p.save_state().unwrap()).unwrap();
+        q.read(0, 0, &mut b);
+        assert_eq!(b[0], 0x55);
+        assert!(q.restore_state(&[1, 2]).is_err());
     }
 }

@@ -27,6 +27,20 @@ impl ResetControl {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The register as it reads now (for a snapshot).
+    pub fn value(&self) -> u8 {
+        self.value
+    }
+
+    /// Restores the register; only SYS_RST and FULL_RST hold a value.
+    pub fn set_value(&mut self, v: u8) -> Result<(), crate::snapshot::StateError> {
+        crate::snapshot::state::ensure(v & !(RCR_SYS_RST | RCR_FULL_RST) == 0, || {
+            format!("reset control {v:#x}")
+        })?;
+        self.value = v;
+        Ok(())
+    }
 }
 
 impl BusDevice for ResetControl {

@@ -241,23 +241,7 @@ impl Serial {
 
     /// The high MSR nibble as the modem input pins (or the loopback) present it.
     fn modem_inputs(&self) -> u8 {
-        if !self.loopback() {
-            return MSR_CONNECTED;
-        }
-        let mut v = 0;
-        if self.mcr & MCR_RTS != 0 {
-            v |= MSR_CTS;
-        }
-        if self.mcr & MCR_DTR != 0 {
-            v |= MSR_DSR;
-        }
-        if self.mcr & MCR_OUT1 != 0 {
-            v |= MSR_RI;
-        }
-        if self.mcr & MCR_OUT2 != 0 {
-            v |= MSR_DCD;
-        }
-        v
+        modem_inputs_for(self.mcr)
     }
 
     /// Recomputes the MSR inputs, latching delta bits for the lines that changed.
@@ -449,6 +433,30 @@ impl BusDevice for Serial {
         None
     }
 }
+
+/// The high MSR nibble for modem control `mcr`: a connected peer, or in loopback the
+/// modem outputs wired back to the inputs.
+fn modem_inputs_for(mcr: u8) -> u8 {
+    if mcr & MCR_LOOP == 0 {
+        return MSR_CONNECTED;
+    }
+    let mut v = 0;
+    if mcr & MCR_RTS != 0 {
+        v |= MSR_CTS;
+    }
+    if mcr & MCR_DTR != 0 {
+        v |= MSR_DSR;
+    }
+    if mcr & MCR_OUT1 != 0 {
+        v |= MSR_RI;
+    }
+    if mcr & MCR_OUT2 != 0 {
+        v |= MSR_DCD;
+    }
+    v
+}
+
+mod state;
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,7 @@ use vmm_sys_util::timerfd::TimerFd;
 use super::event_loop::{Input, InputSource};
 use crate::devices::cmos::{Cmos, WallClock};
 use crate::devices::{BusDevice, VmEvent};
+use crate::snapshot::state::{Section, StateError, Stateful};
 
 /// How long the timer sleeps when the RTC has no interrupt enabled.
 const IDLE: Duration = Duration::from_secs(1);
@@ -135,6 +136,26 @@ impl RtcControl {
 
     pub fn is_paused(&self) -> bool {
         self.0.paused.load(Ordering::SeqCst)
+    }
+
+    /// The RTC's snapshot section: the CMOS state, the timer re-armed on restore.
+    pub fn section(&self) -> Arc<dyn Section> {
+        Arc::new(RtcSection(self.0.clone()))
+    }
+}
+
+struct RtcSection(Shared);
+
+impl Section for RtcSection {
+    fn save(&self) -> Result<Vec<u8>, StateError> {
+        self.0.cmos().save_state()
+    }
+
+    fn restore(&self, bytes: &[u8]) -> Result<(), StateError> {
+        let mut c = self.0.cmos();
+        c.restore_state(bytes)?;
+        arm(&self.0.timer, &mut c, &self.0.paused);
+        Ok(())
     }
 }
 

@@ -36,8 +36,8 @@ const TEMPLATE: [u16; WORDS] = [
 const SUBSYSTEM_WORD: usize = 0x0b;
 const SUBSYSTEM_VENDOR_WORD: usize = 0x0c;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shift {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) enum Shift {
     /// Waiting for a start bit.
     Idle,
     /// Opcode and address bits after the start bit.
@@ -57,13 +57,13 @@ enum Shift {
 
 #[derive(Debug, Clone)]
 pub struct Eeprom {
-    words: [u16; WORDS],
+    pub(super) words: [u16; WORDS],
     /// The pins as software last wrote them (EECD SK, CS, DI) and EE_REQ, FWE.
-    eecd: u32,
-    shift: Shift,
+    pub(super) eecd: u32,
+    pub(super) shift: Shift,
     /// DO as the part drives it now.
-    out: bool,
-    write_enabled: bool,
+    pub(super) out: bool,
+    pub(super) write_enabled: bool,
 }
 
 impl Eeprom {

@@ -391,6 +391,8 @@ impl NicRx for E1000Rx {
     }
 }
 
+mod state;
+
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]

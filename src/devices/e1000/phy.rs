@@ -73,10 +73,10 @@ fn reset_value(reg: usize) -> Option<(u16, u16)> {
 
 #[derive(Debug, Clone)]
 pub struct Phy {
-    regs: [u16; 32],
-    cable: bool,
+    pub(super) regs: [u16; 32],
+    pub(super) cable: bool,
     /// BMSR's latched-low link bit: a loss since the last BMSR read.
-    lost: bool,
+    pub(super) lost: bool,
 }
 
 impl Phy {
@@ -122,7 +122,7 @@ impl Phy {
     }
 
     /// Recomputes the status registers from the link.
-    fn refresh(&mut self) {
+    pub(super) fn refresh(&mut self) {
         let link = self.link();
         let an = self.regs[BMCR] & BMCR_AN_ENABLE != 0;
         let mut bmsr = BMSR_BASE;

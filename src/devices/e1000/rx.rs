@@ -21,25 +21,25 @@ use super::stats::*;
 use super::E1000;
 
 /// The longest frame taken with RCTL.LPE (CRC included); without it, 1522.
-const MAX_LONG: usize = 16384;
+pub(super) const MAX_LONG: usize = 16384;
 const MAX_NORMAL: usize = 1522;
 const MIN_FRAME: usize = 60;
 const DESC_LEN: u64 = 16;
 
 /// A frame in the packet buffer, `done` bytes of it already in host memory.
-struct Pending {
-    data: Vec<u8>,
-    done: usize,
-    vlan: Option<u16>,
-    check: RxCheck,
+pub(super) struct Pending {
+    pub(super) data: Vec<u8>,
+    pub(super) done: usize,
+    pub(super) vlan: Option<u16>,
+    pub(super) check: RxCheck,
     /// Its checksum field (PCSS to the end).
-    sum: u16,
+    pub(super) sum: u16,
 }
 
 #[derive(Default)]
 pub(super) struct RxFifo {
-    frames: VecDeque<Pending>,
-    bytes: usize,
+    pub(super) frames: VecDeque<Pending>,
+    pub(super) bytes: usize,
 }
 
 impl E1000 {

@@ -38,7 +38,7 @@ const WIDE: [u32; 4] = [GORCL, GOTCL, TORL, TOTL];
 
 #[derive(Debug, Clone)]
 pub struct Stats {
-    c: [u64; COUNT],
+    pub(super) c: [u64; COUNT],
 }
 
 impl Default for Stats {

@@ -21,7 +21,7 @@ use super::stats::*;
 use super::E1000;
 
 /// The most data one packet may gather (a TSO payload of 64 KiB and its header).
-const MAX_GATHER: usize = 65536 + 256;
+pub(super) const MAX_GATHER: usize = 65536 + 256;
 /// The longest single frame the MAC sends (without FCS).
 const MAX_FRAME: usize = 16384;
 const MIN_FRAME: usize = 60;
@@ -29,16 +29,16 @@ const DESC_LEN: u64 = 16;
 
 /// The TCP/IP context.
 #[derive(Debug, Default, Clone, Copy)]
-struct Context {
-    ipcss: usize,
-    ipcso: usize,
-    ipcse: usize,
-    tucss: usize,
-    tucso: usize,
-    tucse: usize,
-    tucmd: u8,
-    hdrlen: usize,
-    mss: usize,
+pub(super) struct Context {
+    pub(super) ipcss: usize,
+    pub(super) ipcso: usize,
+    pub(super) ipcse: usize,
+    pub(super) tucss: usize,
+    pub(super) tucso: usize,
+    pub(super) tucse: usize,
+    pub(super) tucmd: u8,
+    pub(super) hdrlen: usize,
+    pub(super) mss: usize,
 }
 
 impl Context {
@@ -59,22 +59,22 @@ impl Context {
 
 /// Offloads a packet asked for in its first descriptor.
 #[derive(Debug, Default, Clone, Copy)]
-struct Offload {
+pub(super) struct Offload {
     /// Legacy IC with its CSS and CSO.
-    legacy_csum: Option<(usize, usize)>,
-    popts: u8,
-    tse: bool,
+    pub(super) legacy_csum: Option<(usize, usize)>,
+    pub(super) popts: u8,
+    pub(super) tse: bool,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct TxState {
-    ctx: Context,
-    pkt: Vec<u8>,
+    pub(super) ctx: Context,
+    pub(super) pkt: Vec<u8>,
     /// A packet is being gathered (its first descriptor was seen).
-    started: bool,
-    offload: Offload,
+    pub(super) started: bool,
+    pub(super) offload: Offload,
     /// A buffer could not be read or the packet grew too long: it is dropped at EOP.
-    bad: bool,
+    pub(super) bad: bool,
 }
 
 /// One transmit descriptor, decoded.

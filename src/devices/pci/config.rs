@@ -533,6 +533,10 @@ fn put(buf: &mut [u8], offset: u16, bytes: &[u8]) {
     }
 }
 
+#[path = "config_state.rs"]
+mod state;
+pub use state::PciConfigState;
+
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;

@@ -56,7 +56,7 @@ pub mod ports;
 pub mod q35;
 pub mod root;
 
-pub use config::{BarDef, BarKind, BarRegion, PciConfig, PciIds};
+pub use config::{BarDef, BarKind, BarRegion, PciConfig, PciConfigState, PciIds};
 pub use ports::{Ecam, PciPorts};
 pub use root::{PciError, PciRoot, ECAM_SIZE};
 

@@ -25,6 +25,25 @@ impl PciPorts {
         }
     }
 
+    /// CONFIG_ADDRESS and the reset control register (for a snapshot).
+    pub fn registers(&self) -> (u32, u8) {
+        (self.address, self.reset.value())
+    }
+
+    /// Restores what [`Self::registers`] returned.
+    pub fn set_registers(
+        &mut self,
+        address: u32,
+        reset: u8,
+    ) -> Result<(), crate::snapshot::StateError> {
+        crate::snapshot::state::ensure(address & !0x80ff_fffc == 0, || {
+            format!("CONFIG_ADDRESS {address:#x}")
+        })?;
+        self.reset.set_value(reset)?;
+        self.address = address;
+        Ok(())
+    }
+
     /// (bus, devfn, register) of a data-port access at `offset` (4-7) of `len`, if
     /// CONFIG_ADDRESS is enabled and the access stays inside the dword.
     fn target(&self, offset: u64, len: usize) -> Option<(u8, u8, u16)> {

@@ -54,6 +54,9 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct Function {
     dev: SharedPciDevice,
+    /// The root's own function (chipset, bridge), saved in the root's snapshot
+    /// section; a device added with [`PciRoot::add_device`] saves its own.
+    own: bool,
     /// For a bridge: the bridge itself and the index of its secondary bus.
     bridge: Option<(Arc<Mutex<PciBridge>>, usize)>,
 }
@@ -223,7 +226,15 @@ impl PciRoot {
         addr: PciAddr,
         dev: SharedPciDevice,
     ) -> Result<(), PciError> {
-        self.insert(bus, addr, Function { dev, bridge: None })
+        self.insert(
+            bus,
+            addr,
+            Function {
+                dev,
+                own: true,
+                bridge: None,
+            },
+        )
     }
 
     /// Puts a device at its spec placement and hands it its INTx line (the
@@ -236,6 +247,7 @@ impl PciRoot {
             p.addr,
             Function {
                 dev: dev.clone(),
+                own: false,
                 bridge: None,
             },
         )?;
@@ -297,6 +309,7 @@ impl PciRoot {
             addr,
             Function {
                 dev,
+                own: true,
                 bridge: Some((br, child)),
             },
         );
@@ -366,6 +379,13 @@ impl PciRoot {
             let t = lock(&self.topo);
             self.rebuild(&t);
         }
+    }
+
+    /// Rebuilds the BAR decode table from the functions' config spaces (after a
+    /// snapshot restored them).
+    pub fn refresh(&self) {
+        let t = lock(&self.topo);
+        self.rebuild(&t);
     }
 
     fn rebuild(&self, t: &Topology) {
@@ -496,6 +516,10 @@ fn collect(
         }
     }
 }
+
+#[path = "root_state.rs"]
+mod state;
+pub use state::PciSection;
 
 #[cfg(test)]
 #[path = "root_tests.rs"]

@@ -257,5 +257,7 @@ impl BusDevice for Vga {
     }
 }
 
+mod state;
+
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,28 @@ impl StdVga {
         &mut self.vga
     }
 
+    /// The config space for a snapshot.
+    pub(super) fn config_state(&self) -> crate::devices::pci::PciConfigState {
+        self.cfg.save_state()
+    }
+
+    pub(super) fn check_config_state(
+        &self,
+        s: &crate::devices::pci::PciConfigState,
+    ) -> Result<(), crate::snapshot::StateError> {
+        self.cfg.check_state(s)
+    }
+
+    /// Restores the config space and moves the framebuffer to where BAR0 says.
+    pub(super) fn restore_config_state(
+        &mut self,
+        s: &crate::devices::pci::PciConfigState,
+    ) -> Result<(), crate::snapshot::StateError> {
+        self.cfg.restore_state(s)?;
+        self.sync_lfb();
+        Ok(())
+    }
+
     /// Tells the VGA where BAR0 decodes now.
     fn sync_lfb(&mut self) {
         let at = self

@@ -43,7 +43,7 @@ pub struct VgaRegs {
     /// 256 entries × (R, G, B), 6 bits each (8 with the VBE 8-bit DAC flag).
     pub palette: [u8; 768],
     /// Flips on every read of input status 1 so a guest polling for retrace progresses.
-    retrace_toggle: u8,
+    pub(super) retrace_toggle: u8,
 }
 
 impl Default for VgaRegs {

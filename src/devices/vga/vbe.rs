@@ -53,7 +53,7 @@ pub enum DispiEffect {
 
 pub struct Dispi {
     pub index: u16,
-    regs: [u16; NUM_REGS],
+    pub(super) regs: [u16; NUM_REGS],
     vram_size: usize,
 }
 

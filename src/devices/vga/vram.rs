@@ -95,6 +95,17 @@ impl Vram {
         }
     }
 
+    /// Copies `data` to `offset`; what lies past the end is dropped.
+    pub fn copy_in(&self, offset: usize, data: &[u8]) {
+        let len = data.len().min(self.len().saturating_sub(offset));
+        if len == 0 {
+            return;
+        }
+        if let Ok(s) = self.region.as_volatile_slice().get_slice(offset, len) {
+            s.copy_from(&data[..len]);
+        }
+    }
+
     /// Zeroes the first `len` bytes (a VBE mode set without NOCLEARMEM).
     pub fn clear(&self, len: usize) {
         let len = len.min(self.len());

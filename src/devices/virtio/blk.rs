@@ -271,6 +271,12 @@ impl VirtioDevice for Blk {
     fn reset(&mut self) {
         self.run = None;
     }
+
+    /// Requests complete before the kick returns: nothing is in flight, the queue
+    /// position is the whole state.
+    fn running_queues(&self) -> Option<Vec<Queue>> {
+        self.run.as_ref().map(|r| vec![r.queue.clone()])
+    }
 }
 
 #[cfg(test)]

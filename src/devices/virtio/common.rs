@@ -186,3 +186,7 @@ impl Common {
         self.ints.needs_reset.store(false, Ordering::Release);
     }
 }
+
+#[path = "common_state.rs"]
+mod state;
+pub use state::CommonState;

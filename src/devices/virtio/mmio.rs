@@ -192,6 +192,20 @@ impl BusDevice for MmioTransport {
     }
 }
 
+/// The transport keeps nothing beyond the common state: the interrupt is an edge, and
+/// InterruptStatus is part of it.
+impl crate::snapshot::Stateful for MmioTransport {
+    fn save_state(&self) -> Result<Vec<u8>, crate::snapshot::StateError> {
+        crate::snapshot::encode(&self.common.save_state()?)
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<(), crate::snapshot::StateError> {
+        let s: super::common::CommonState = crate::snapshot::decode(bytes)?;
+        let irq = self.interrupt.clone();
+        self.common.restore_state(&s, irq)
+    }
+}
+
 #[cfg(test)]
 #[path = "mmio_tests.rs"]
 mod tests;

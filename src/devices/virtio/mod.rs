@@ -26,7 +26,9 @@ use std::sync::Arc;
 use thiserror::Error;
 use vm_memory::GuestMemoryMmap;
 
-pub use queue::{DescChain, Descriptor, Queue, QueueError};
+use crate::snapshot::state::StateError;
+
+pub use queue::{DescChain, Descriptor, Queue, QueueError, QueueState};
 
 /// Device types (virtio 1.2, section 5).
 pub const TYPE_NET: u32 = 1;
@@ -103,6 +105,25 @@ pub trait VirtioDevice: Send {
     fn queue_notify(&mut self, queue: u16) -> Result<(), VirtioError>;
     /// The driver reset the device: drop the queues and go back to the initial state.
     fn reset(&mut self);
+
+    /// The queues as the running device holds them (its positions in the rings), or
+    /// `None` when it is not running (not activated, or stopped by a broken ring).
+    fn running_queues(&self) -> Option<Vec<Queue>> {
+        None
+    }
+
+    /// Device-specific snapshot state beyond the queues (encoded by the device).
+    fn save_extra(&self) -> Result<Vec<u8>, StateError> {
+        Ok(Vec::new())
+    }
+
+    /// Restores what [`Self::save_extra`] returned, after the transport restored and
+    /// (if it was running) re-activated the device.
+    fn restore_extra(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        crate::snapshot::state::ensure(bytes.is_empty(), || {
+            "device state for a device that has none".into()
+        })
+    }
 }
 
 /// Reads `src` at `offset` into `data`, zero-filling what lies past its end.

@@ -474,7 +474,25 @@ impl VirtioDevice for Net {
         st.run = None;
         st.held = None;
     }
+
+    fn running_queues(&self) -> Option<Vec<Queue>> {
+        lock(&self.state)
+            .run
+            .as_ref()
+            .map(|r| vec![r.rx.clone(), r.tx.clone()])
+    }
+
+    fn save_extra(&self) -> Result<Vec<u8>, crate::snapshot::StateError> {
+        state::save(&lock(&self.state))
+    }
+
+    fn restore_extra(&mut self, bytes: &[u8]) -> Result<(), crate::snapshot::StateError> {
+        state::restore(&mut lock(&self.state), bytes)
+    }
 }
+
+#[path = "net_state.rs"]
+mod state;
 
 #[cfg(test)]
 #[path = "net_tests.rs"]

@@ -402,6 +402,9 @@ impl PciDevice for VirtioPci {
     }
 }
 
+#[path = "pci_state.rs"]
+mod state;
+
 #[cfg(test)]
 #[path = "pci_tests.rs"]
 mod tests;

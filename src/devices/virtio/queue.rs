@@ -390,6 +390,10 @@ impl Queue {
     }
 }
 
+#[path = "queue_state.rs"]
+mod state;
+pub use state::QueueState;
+
 #[cfg(test)]
 #[path = "queue_tests.rs"]
 mod tests;

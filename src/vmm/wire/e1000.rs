@@ -27,7 +27,7 @@ pub(super) fn nic(
     let clock = HostMonotonic::new();
     let dev = E1000::new(*mac, link, vm.memory().clone(), Box::new(clock));
     let dev: SharedE1000 = Arc::new(Mutex::new(dev));
-    super::pci::add(out, d, dev.clone())?;
+    super::pci::add(out, d, dev.clone(), dev.clone())?;
     out.sources
         .push(timer_source(dev.clone(), clock).map_err(WireError::EventFd)?);
     out.nics

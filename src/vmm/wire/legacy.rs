@@ -18,22 +18,28 @@ use crate::vmm::event_loop::InputSource;
 use crate::vmm::rtc::RtcControl;
 use crate::vmm::vm::Vm;
 
-/// The POST diagnostic port (0x80), which the chipset decodes on every board.
-pub(super) fn post(pio: &mut Bus) -> Result<Arc<PostStats>, WireError> {
-    let post = Post::new();
-    let stats = post.stats();
-    pio.insert(shared(post), 0x80, 1)
+/// The POST diagnostic port (0x80), which the chipset decodes on every board, and
+/// its snapshot section.
+pub(super) fn post(pio: &mut Bus) -> Result<(Arc<PostStats>, Arc<Mutex<Post>>), WireError> {
+    let post = shared(Post::new());
+    let stats = post.lock().unwrap_or_else(|p| p.into_inner()).stats();
+    pio.insert(post.clone(), 0x80, 1)
         .map_err(|source| WireError::Bus {
             id: "post".into(),
             source,
         })?;
-    Ok(stats)
+    Ok((stats, post))
 }
 
 /// The keyboard on its first IRQ, the mouse on its second.
-pub(super) fn i8042(vm: &Vm, pio: &mut Bus, d: &DeviceSpec) -> Result<(), WireError> {
+pub(super) fn i8042(
+    vm: &Vm,
+    pio: &mut Bus,
+    d: &DeviceSpec,
+) -> Result<Arc<Mutex<I8042>>, WireError> {
     let dev = shared(I8042::new(irq(vm, d, 0), irq(vm, d, 1)));
-    insert_io(pio, dev, &d.io, &d.id)
+    insert_io(pio, dev.clone(), &d.io, &d.id)?;
+    Ok(dev)
 }
 
 pub(super) fn pm(

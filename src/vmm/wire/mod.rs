@@ -111,7 +111,8 @@ pub struct Devices {
     /// Every NIC's cable, by device id.
     pub nics: Vec<(String, Arc<dyn crate::devices::nic::NicLink>)>,
     /// Every device that holds guest-visible state, by section name (the device id;
-    /// `pci` for the PCI root and what is behind it), in wiring order.
+    /// `pci` for the PCI root's own functions and config ports, `post` for port 0x80),
+    /// in wiring order.
     pub state: Vec<(String, Arc<dyn crate::snapshot::Section>)>,
     /// Every virtio-blk disk's open image.
     pub disks: Vec<DiskHandle>,
@@ -192,12 +193,14 @@ pub fn wire(
     mmio: &mut Bus,
     frozen_disks: &[(String, std::path::PathBuf)],
 ) -> Result<Devices, WireError> {
+    let (post, post_dev) = legacy::post(pio)?;
+    let pci = pci::root(spec, vm, pio, mmio)?;
     let mut out = Devices {
         sources: Vec::new(),
-        post: legacy::post(pio)?,
+        post,
         terminal: Vec::new(),
         fw_cfg: None,
-        pci: pci::root(spec, vm, pio, mmio)?,
+        pci: pci.as_ref().map(|(root, _)| root.clone()),
         vga: None,
         pm: None,
         rtc: None,
@@ -209,25 +212,37 @@ pub fn wire(
         frozen_disks: frozen_disks.to_vec(),
         gate: Arc::new(Mutex::new(())),
     };
+    out.state.push(("post".into(), post_dev));
+    if let Some((_, section)) = pci {
+        out.state.push(("pci".into(), section));
+    }
     for d in &spec.devices {
         match &d.kind {
             DeviceKind::Serial { backend, log } => {
                 serial::serial(vm, pio, d, backend, log.as_deref(), &mut out)?
             }
-            DeviceKind::I8042 => legacy::i8042(vm, pio, d)?,
+            DeviceKind::I8042 => {
+                let dev = legacy::i8042(vm, pio, d)?;
+                out.state.push((d.id.clone(), dev));
+            }
             DeviceKind::Pm(layout) => {
-                out.pm = Some(legacy::pm(vm, pio, d, *layout, out.clock.clone())?)
+                let pm = legacy::pm(vm, pio, d, *layout, out.clock.clone())?;
+                out.state.push((d.id.clone(), pm.clone()));
+                out.pm = Some(pm);
             }
             DeviceKind::Debugcon { backend } => legacy::debugcon(pio, d, backend)?,
             DeviceKind::Rtc { clock } => {
                 let (timer, control) = legacy::rtc(spec, vm, pio, d, *clock)?;
                 out.sources.push(timer);
+                out.state.push((d.id.clone(), control.section()));
                 out.rtc = Some(control);
             }
             // In the kernel: KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2.
             DeviceKind::Pit | DeviceKind::Pic | DeviceKind::Ioapic { .. } => {}
             DeviceKind::FwCfg { files } => {
-                out.fw_cfg = Some(legacy::fw_cfg(spec, vm, pio, d, files)?)
+                let dev = legacy::fw_cfg(spec, vm, pio, d, files)?;
+                out.state.push((d.id.clone(), dev.clone()));
+                out.fw_cfg = Some(dev);
             }
             DeviceKind::Disk {
                 path,
@@ -236,7 +251,7 @@ pub fn wire(
                 overlay,
             } => virtio::disk(vm, mmio, d, path, (*readonly, *overlay), *format, &mut out)?,
             DeviceKind::Vga { vram } => {
-                out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &out)?)
+                out.vga = Some(vga::vga(spec, vm, pio, mmio, d, *vram, &mut out)?)
             }
             DeviceKind::Nic {
                 model: NicModel::E1000,

@@ -101,6 +101,7 @@ pub(super) fn serial(
     };
     let serial = shared(Serial::new(output, irq(vm, d, 0)));
     insert_io(pio, serial.clone(), &d.io, &d.id)?;
+    out.state.push((d.id.clone(), serial.clone()));
     let Some(input) = cd.input else {
         return Ok(());
     };

@@ -37,7 +37,7 @@ pub(super) fn vga(
     mmio: &mut Bus,
     d: &DeviceSpec,
     vram: u64,
-    out: &Devices,
+    out: &mut Devices,
 ) -> Result<Arc<Mutex<StdVga>>, WireError> {
     let mut dev = Vga::new(vram).map_err(|source| WireError::Vga {
         id: d.id.clone(),
@@ -66,6 +66,6 @@ pub(super) fn vga(
     if let Some(&window) = d.mmio.first() {
         insert_mmio(mmio, dev.clone(), REGION_WINDOW, window, &d.id)?;
     }
-    super::pci::add(out, d, dev.clone())?;
+    super::pci::add(out, d, dev.clone(), dev.clone())?;
     Ok(dev)
 }

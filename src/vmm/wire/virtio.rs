@@ -25,17 +25,23 @@ fn transport(
     d: &DeviceSpec,
     dev: Box<dyn VirtioDevice>,
     class: u32,
-    out: &Devices,
+    out: &mut Devices,
 ) -> Result<(), WireError> {
     if d.pci.is_some() {
         let msi = Arc::new(crate::vmm::irq::KvmMsi::new(vm.fd().clone()));
-        let dev = VirtioPci::new(dev, vm.memory().clone(), class, msi);
-        return super::pci::add(out, d, Arc::new(Mutex::new(dev)));
+        let dev = Arc::new(Mutex::new(VirtioPci::new(
+            dev,
+            vm.memory().clone(),
+            class,
+            msi,
+        )));
+        return super::pci::add(out, d, dev.clone(), dev);
     }
     match d.mmio.first() {
         Some(&window) => {
-            let t = MmioTransport::new(dev, vm.memory().clone(), irq(vm, d, 0));
-            insert_mmio(mmio, shared(t), 0, window, &d.id)
+            let t = shared(MmioTransport::new(dev, vm.memory().clone(), irq(vm, d, 0)));
+            out.state.push((d.id.clone(), t.clone()));
+            insert_mmio(mmio, t, 0, window, &d.id)
         }
         // Check places every virtio device on PCI or on a virtio-mmio window.
         None => Ok(()),

@@ -58,6 +58,11 @@ pub enum LabCommand {
     },
     /// Throw away the disk overlays (back to the base images) and start again.
     Reset { file: PathBuf, node: Option<String> },
+    /// Checkpoint every running node (all paused together), their disk overlays and
+    /// the links, as NAME in the lab's state directory.
+    Snapshot { file: PathBuf, name: String },
+    /// Bring the whole lab back to checkpoint NAME: nodes, disks and links.
+    Restore { file: PathBuf, name: String },
     /// Pull (`down`) or plug (`up`) a NIC's cable: NODE:NIC.
     Link {
         file: PathBuf,
@@ -211,6 +216,28 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             let spec = resolve(&file)?;
             lab::up::reset(&spec, node.as_deref(), &mut std::io::stderr())?;
             eprintln!("lab `{}` reset", spec.name);
+        }
+        LabCommand::Snapshot { file, name } => {
+            let spec = resolve(&file)?;
+            let cp = lab::snapshot::snapshot(&spec, &name)?;
+            eprintln!(
+                "lab `{}`: checkpoint `{name}` of {} node(s), paused {} ms ({})",
+                spec.name,
+                cp.nodes.len(),
+                cp.paused_ms,
+                lab::snapshot::checkpoint_dir(&spec, &name)?.display()
+            );
+        }
+        LabCommand::Restore { file, name } => {
+            let spec = resolve(&file)?;
+            let t = std::time::Instant::now();
+            let cp = lab::snapshot::restore(&spec, &name)?;
+            eprintln!(
+                "lab `{}`: {} node(s) back at checkpoint `{name}` in {} ms",
+                spec.name,
+                cp.nodes.len(),
+                t.elapsed().as_millis()
+            );
         }
         LabCommand::Link {
             file,

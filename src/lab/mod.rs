@@ -19,6 +19,7 @@ pub mod file;
 pub mod graph;
 pub mod netctl;
 pub mod overlay;
+pub mod snapshot;
 pub mod process;
 pub mod schema;
 pub mod state;

@@ -118,6 +118,17 @@ pub fn start_node(
     state: &mut LabState,
     name: &str,
 ) -> Result<(), LabError> {
+    start_node_from(lab, paths, state, name, None)
+}
+
+/// [`start_node`], restoring the node from the snapshot `restore` if given.
+pub fn start_node_from(
+    lab: &LabSpec,
+    paths: &LabPaths,
+    state: &mut LabState,
+    name: &str,
+    restore: Option<&std::path::Path>,
+) -> Result<(), LabError> {
     let node = lab.node(name).ok_or_else(|| LabError::NoNode {
         lab: lab.name.clone(),
         node: name.into(),
@@ -132,11 +143,11 @@ pub fn start_node(
     write(&np.machine, &crate::spec::show::to_toml(&machine))?;
     // A fresh console log, so readiness looks at this boot only.
     write(&np.console_log, "")?;
-    let p = process::spawn(
-        &format!("node `{name}`"),
-        &["run".as_ref(), np.machine.as_os_str()],
-        &np.log,
-    )?;
+    let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), np.machine.as_os_str()];
+    if let Some(dir) = restore {
+        args.extend(["--restore".as_ref(), dir.as_os_str()]);
+    }
+    let p = process::spawn(&format!("node `{name}`"), &args, &np.log)?;
     let rec = NodeRecord {
         name: name.to_string(),
         machine: np.machine.clone(),

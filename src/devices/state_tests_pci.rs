@@ -86,12 +86,12 @@ fn pci_root_round_trip() {
     assert!(PciSection::new(other, None).restore(&saved).is_err());
 }
 
-pub(super) fn disk(name: &str) -> DiskImage {
+pub(super) fn disk(name: &str) -> Arc<DiskImage> {
     let p = std::env::temp_dir().join(format!("vmrun-state-{}-{name}", std::process::id()));
     std::fs::write(&p, vec![0u8; 16 * 512]).unwrap();
     let d = DiskImage::open(&p, false, "raw").unwrap();
     let _ = std::fs::remove_file(&p);
-    d
+    Arc::new(d)
 }
 
 /// Queues a one-sector write of `fill` at `sector`; returns where its status goes.

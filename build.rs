@@ -1,5 +1,6 @@
 //! Builds the probe guest (firmware/) with the system C toolchain and leaves
-//! `probe.elf` in OUT_DIR, where `src/boot/probe.rs` embeds it.
+//! `probe.elf` in OUT_DIR, where `src/boot/probe.rs` embeds it, and `mini.elf` (the
+//! benchmarks' minimal guest, `firmware/mini.S`), which `tests/mini_guest.rs` boots.
 //!
 //! firmware/Makefile is the single source of truth for the compiler flags; this
 //! script only checks that the tools exist and runs `make -C firmware O=$OUT_DIR`.
@@ -36,9 +37,11 @@ fn main() {
             fw.display()
         );
     }
-    let elf = out.join("probe.elf");
-    if !elf.is_file() {
-        panic!("the probe build did not produce {}", elf.display());
+    for name in ["probe.elf", "mini.elf"] {
+        let elf = out.join(name);
+        if !elf.is_file() {
+            panic!("the firmware build did not produce {}", elf.display());
+        }
     }
 }
 

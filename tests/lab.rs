@@ -434,3 +434,81 @@ fn a_standalone_overlay_is_thrown_away() {
         "the image is untouched"
     );
 }
+
+/// The highest `tick n=` a node's console shows.
+fn last_tick(dir: &Path, node: &str) -> u64 {
+    let log = std::fs::read_to_string(dir.join(".vmrun/triangle").join(node).join("console.log"))
+        .unwrap_or_default();
+    (log.lines())
+        .filter_map(|l| l.strip_prefix("PROBE tick n="))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+fn first_tick(dir: &Path, node: &str) -> Option<u64> {
+    let log = std::fs::read_to_string(dir.join(".vmrun/triangle").join(node).join("console.log"))
+        .unwrap_or_default();
+    (log.lines())
+        .filter_map(|l| l.strip_prefix("PROBE tick n="))
+        .find_map(|r| r.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn a_lab_checkpoint_brings_nodes_and_links_back() {
+    if !common::kvm_usable() {
+        return;
+    }
+    let dir = lab_dir("checkpoint");
+    let up = lab(&dir, &["up", "triangle.toml"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let nodes = ["r1", "r2", "h1"];
+    let wait_ticks = |min: u64| {
+        for _ in 0..300 {
+            if nodes.iter().all(|n| last_tick(&dir, n) >= min) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the nodes did not tick");
+    };
+    wait_ticks(3);
+    let snap = lab(&dir, &["snapshot", "triangle.toml", "cp1"]);
+    assert!(snap.status.success(), "{}", text(&snap.stderr));
+    let at: Vec<u64> = nodes.iter().map(|n| last_tick(&dir, n)).collect();
+
+    // The lab moves on: ticks, a cable pulled, the LAN impaired.
+    wait_ticks(at.iter().max().unwrap() + 8);
+    assert!(lab(&dir, &["link", "triangle.toml", "r1:wan", "down"]).status.success());
+    let imp = lab(&dir, &["impair", "triangle.toml", "lan", "--loss", "50%"]);
+    assert!(imp.status.success(), "{}", text(&imp.stderr));
+
+    let restored = lab(&dir, &["restore", "triangle.toml", "cp1"]);
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    for _ in 0..200 {
+        if nodes.iter().all(|n| first_tick(&dir, n).is_some()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for (n, a) in nodes.iter().zip(&at) {
+        let first = first_tick(&dir, n).unwrap_or(0);
+        assert!(
+            first >= a.saturating_sub(1) && first <= a + 2,
+            "{n}: back at tick {a}, the restored node printed tick {first} first"
+        );
+    }
+    let s = status(&dir);
+    for n in s["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "running", "{s}");
+    }
+    for net in s["switch"]["status"]["networks"].as_array().unwrap() {
+        assert!(net["impair"].is_null(), "impairment cleared: {net}");
+        for p in net["ports"].as_array().unwrap() {
+            assert_eq!(p["up"], true, "cable back: {p}");
+        }
+    }
+    let missing = lab(&dir, &["restore", "triangle.toml", "nope"]);
+    assert!(text(&missing.stderr).contains("no checkpoint `nope`"));
+    assert!(lab(&dir, &["down", "triangle.toml"]).status.success());
+}

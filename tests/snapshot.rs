@@ -140,3 +140,148 @@ fn q35_1_vcpu() {
 fn q35_4_vcpus() {
     round_trip("q35", 4);
 }
+
+/// A snapshot of a small microvm probe (idle, ticking) in `dir/snap`, and its machine
+/// file.
+fn small_snapshot(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let file = machine(dir, name, "microvm", 1);
+    let snap = dir.join("snap");
+    take_snapshot(&file, name, &snap);
+    (file, snap)
+}
+
+/// `vmrun run --restore` (plus `extra`) fails; its stderr.
+fn refused(snap: &Path, extra: &[&str]) -> String {
+    let out = common::vmrun()
+        .args(["run", "--restore", snap.to_str().unwrap(), "--timeout", "5s"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "not refused: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn set_manifest(snap: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let p = snap.join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    vmrun::snapshot::manifest::sha256(bytes)
+}
+
+#[test]
+fn broken_snapshots_are_refused_whole() {
+    if !common::kvm_usable() {
+        return;
+    }
+    let dir = common::temp_dir("snapshot", "broken");
+    let (file, snap) = small_snapshot(&dir, "snap-broken");
+    let case = |name: &str| {
+        let d = dir.join(name);
+        copy_dir(&snap, &d);
+        d
+    };
+
+    // Truncated and corrupted parts: their digests do not match.
+    let d = case("truncated");
+    let state = std::fs::read(d.join("state.bin")).unwrap();
+    std::fs::write(d.join("state.bin"), &state[..state.len() / 2]).unwrap();
+    assert!(refused(&d, &[]).contains("state.bin: its sha256 is"));
+    let d = case("flipped");
+    let mut s = state.clone();
+    s[100] ^= 0x40;
+    std::fs::write(d.join("state.bin"), &s).unwrap();
+    assert!(refused(&d, &[]).contains("the snapshot is corrupt or was changed"));
+
+    // Corrupt state whose digest was fixed up: the parser refuses it.
+    let d = case("garbage");
+    let junk: Vec<u8> = b"VMRUNSTA\x01\x00\x00\x00".iter().copied().chain([0xff; 64]).collect();
+    std::fs::write(d.join("state.bin"), &junk).unwrap();
+    set_manifest(&d, |m| {
+        m["state"]["sha256"] = sha256_hex(&junk).into();
+        m["state"]["size"] = junk.len().into();
+    });
+    assert!(refused(&d, &[]).contains("truncated or corrupt"));
+
+    // A foreign or newer format: named as such.
+    let d = case("foreign");
+    set_manifest(&d, |m| m["version"] = 99.into());
+    assert!(refused(&d, &[]).contains("version 99"));
+    let d = case("foreign-state");
+    let mut s = state.clone();
+    s[8] = 7;
+    std::fs::write(d.join("state.bin"), &s).unwrap();
+    set_manifest(&d, |m| m["state"]["sha256"] = sha256_hex(&s).into());
+    assert!(refused(&d, &[]).contains("state format version 7"));
+    let d = case("not-a-manifest");
+    std::fs::write(d.join("manifest.json"), b"{\"format\": 1").unwrap();
+    assert!(refused(&d, &[]).contains("not a vmrun snapshot manifest"));
+
+    // Memory of the wrong size.
+    let d = case("memory");
+    let f = std::fs::OpenOptions::new().write(true).open(d.join("memory.bin")).unwrap();
+    f.set_len(1 << 20).unwrap();
+    assert!(refused(&d, &[]).contains("memory.bin is 1048576 bytes"));
+    let d = case("missing");
+    std::fs::remove_file(d.join("memory.bin")).unwrap();
+    assert!(refused(&d, &[]).contains("memory.bin"));
+
+    // Another machine than the snapshot's.
+    let other = dir.join("other.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("128MiB", "256MiB");
+    std::fs::write(&other, text).unwrap();
+    let err = refused(&snap, &[other.to_str().unwrap()]);
+    assert!(err.contains("it is of another machine"), "{err}");
+
+    // The disk under the overlay changed since.
+    std::fs::write(dir.join("base.img"), vec![1u8; 1 << 20]).unwrap();
+    assert!(refused(&snap, &[]).contains("disk `disk0`"));
+    assert!(refused(&snap, &["--allow-disk-change"]).contains("disk `disk0`"));
+}
+
+#[test]
+fn boot_snapshot_key_pins_the_manifest() {
+    if !common::kvm_usable() {
+        return;
+    }
+    let dir = common::temp_dir("snapshot", "pinned");
+    let (file, snap) = small_snapshot(&dir, "snap-pinned");
+    let sha = sha256_hex(&std::fs::read(snap.join("manifest.json")).unwrap());
+    let base = std::fs::read_to_string(&file).unwrap();
+    let with = |sha: &str| {
+        base.replace(
+            "[boot]\n",
+            &format!("[boot]\nsnapshot = {{ path = \"snap\", sha256 = \"{sha}\" }}\n"),
+        )
+    };
+    let good = dir.join("good.toml");
+    std::fs::write(&good, with(&sha)).unwrap();
+    let out = common::vmrun().args(["check", good.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut cmd = common::vmrun();
+    cmd.args(["run", good.to_str().unwrap(), "--timeout", "60s"]);
+    let mut g = Guest::spawn(cmd);
+    g.wait_for("a work line from the snapshot", T, |l| l.starts_with("PROBE work"));
+    let _ = g.child.kill();
+    let (_, lines, _) = g.finish(T);
+    assert!(!lines.iter().any(|l| l.starts_with("PROBE cmdline")), "it booted");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, with(&"0".repeat(64))).unwrap();
+    let out = common::vmrun().args(["check", bad.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("does not match its sha256"), "{err}");
+    assert!(err.contains("bad.toml:"), "located: {err}");
+}

@@ -288,6 +288,7 @@ fn chain(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    vmrun::vmm::vcpu::mark_start();
     let cli = Cli::parse();
     match main_inner(cli) {
         Ok(code) => code,

@@ -205,6 +205,27 @@ impl Vcpu {
     }
 }
 
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Notes when the process started, for `VMRUN_TIMING`.
+pub fn mark_start() {
+    START.get_or_init(std::time::Instant::now);
+}
+
+/// With `VMRUN_TIMING=1` in the environment, says on stderr how long after the
+/// start the boot vCPU first enters the guest (benchmarks of boot and restore).
+fn report_first_run() {
+    if std::env::var_os("VMRUN_TIMING").is_none() {
+        return;
+    }
+    if let Some(t) = START.get() {
+        eprintln!(
+            "vmrun: timing: first KVM_RUN {:.3} ms after start",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
 /// The signal that kicks a vCPU thread out of `KVM_RUN`.
 pub fn kick_signal() -> i32 {
     libc::SIGRTMIN()
@@ -418,6 +439,9 @@ fn vcpu_loop(cell: &Mutex<Vcpu>, slot: usize, buses: &Buses, state: &RunState) {
     // SAFETY: gettid has no preconditions.
     me.tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
     let run_ptr: *mut kvm_run = vcpu.fd.get_kvm_run();
+    if vcpu.index == 0 {
+        report_first_run();
+    }
     KVM_RUN_PTR.with(|c| c.set(run_ptr));
     let reason = loop {
         if immediate_exit(run_ptr) != 0 {

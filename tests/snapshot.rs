@@ -13,11 +13,16 @@ use common::guest::{ctl, probe_lines, raw_image, Guest};
 const T: Duration = Duration::from_secs(90);
 
 fn machine(dir: &Path, name: &str, board: &str, cpus: u32) -> PathBuf {
+    machine_with(dir, name, board, cpus, "")
+}
+
+/// [`machine`] with more `[boot]` lines.
+fn machine_with(dir: &Path, name: &str, board: &str, cpus: u32, boot: &str) -> PathBuf {
     let base = dir.join("base.img");
     raw_image(&base, 1 << 20);
     let text = format!(
         "[machine]\nname = \"{name}\"\nboard = \"{board}\"\nmemory = \"128MiB\"\ncpus = {cpus}\n\n\
-         [boot]\ncmdline = \"idle=1 tickms=100 work=1 smp=1 acpi=0\"\n\n\
+         [boot]\n{boot}cmdline = \"idle=1 tickms=100 work=1 smp=1 acpi=0\"\n\n\
          [[device]]\nid = \"disk0\"\nkind = \"disk\"\npath = \"{}\"\noverlay = true\n",
         base.display()
     );
@@ -94,12 +99,16 @@ fn restore(snap: &Path, last: u64, cpus: u32) -> Vec<(u64, String, String, Strin
 }
 
 fn round_trip(board: &str, cpus: u32) {
+    round_trip_with(board, cpus, "", "")
+}
+
+fn round_trip_with(board: &str, cpus: u32, boot: &str, tag: &str) {
     if !common::kvm_usable() {
         return;
     }
-    let name = format!("snap-{board}-{cpus}");
+    let name = format!("snap-{board}-{cpus}{tag}");
     let dir = common::temp_dir("snapshot", &name);
-    let file = machine(&dir, &name, board, cpus);
+    let file = machine_with(&dir, &name, board, cpus, boot);
     let snap = dir.join("snap");
     let last = take_snapshot(&file, &name, &snap);
     let a = restore(&snap, last, cpus);
@@ -139,6 +148,17 @@ fn q35_1_vcpu() {
 #[test]
 fn q35_4_vcpus() {
     round_trip("q35", 4);
+}
+
+/// SeaBIOS booted the probe: the firmware's ROM and fw_cfg are rebuilt on restore,
+/// the RAM it shadowed comes from the snapshot.
+#[test]
+fn q35_seabios_2_vcpus() {
+    let bios = "/usr/share/seabios/bios-256k.bin";
+    if !common::have_file(bios, "seabios") {
+        return;
+    }
+    round_trip_with("q35", 2, &format!("firmware = \"{bios}\"\n"), "-bios");
 }
 
 /// A snapshot of a small microvm probe (idle, ticking) in `dir/snap`, and its machine

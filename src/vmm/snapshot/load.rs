@@ -91,6 +91,8 @@ fn read_manifest(dir: &Path, opts: &LoadOptions) -> Result<Manifest, SnapshotErr
 
 /// Opens and checks the snapshot in `dir`.
 pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Restore, SnapshotError> {
+    // Absolute: a frozen overlay becomes the backing file of one created elsewhere.
+    let dir = &std::path::absolute(dir).map_err(io(dir))?;
     let manifest = read_manifest(dir, opts)?;
     let toml = read_part(dir, mf::MACHINE, &manifest.machine_toml)?;
     let machine_toml = String::from_utf8(toml).map_err(|_| {

@@ -9,7 +9,7 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-fn check(dir: &PathBuf, top: &str) -> Result<vmrun::spec::MachineSpec, String> {
+fn check(dir: &std::path::Path, top: &str) -> Result<vmrun::spec::MachineSpec, String> {
     let (sources, r) = vmrun::load_and_check(&dir.join(top)).map_err(|e| e.to_string())?;
     r.map_err(|d| {
         d.iter()

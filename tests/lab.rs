@@ -479,7 +479,9 @@ fn a_lab_checkpoint_brings_nodes_and_links_back() {
 
     // The lab moves on: ticks, a cable pulled, the LAN impaired.
     wait_ticks(at.iter().max().unwrap() + 8);
-    assert!(lab(&dir, &["link", "triangle.toml", "r1:wan", "down"]).status.success());
+    assert!(lab(&dir, &["link", "triangle.toml", "r1:wan", "down"])
+        .status
+        .success());
     let imp = lab(&dir, &["impair", "triangle.toml", "lan", "--loss", "50%"]);
     assert!(imp.status.success(), "{}", text(&imp.stderr));
 

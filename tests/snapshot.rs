@@ -46,7 +46,13 @@ fn work_lines(lines: &[String]) -> Vec<(u64, String, String, String, String)> {
         .filter(|l| l.tag == "work")
         .map(|l| {
             let g = |k| l.get(k).unwrap_or("").to_string();
-            (g("n").parse().unwrap_or(0), g("blk"), g("sum"), g("cpus"), g("moving"))
+            (
+                g("n").parse().unwrap_or(0),
+                g("blk"),
+                g("sum"),
+                g("cpus"),
+                g("moving"),
+            )
         })
         .collect()
 }
@@ -78,23 +84,38 @@ fn take_snapshot(file: &Path, name: &str, snap: &Path) -> u64 {
 /// Restores, checks the guest goes on from `last`, echoes; the first work lines.
 fn restore(snap: &Path, last: u64, cpus: u32) -> Vec<(u64, String, String, String, String)> {
     let mut cmd = common::vmrun();
-    cmd.args(["run", "--restore", snap.to_str().unwrap(), "--timeout", "60s"]);
+    cmd.args([
+        "run",
+        "--restore",
+        snap.to_str().unwrap(),
+        "--timeout",
+        "60s",
+    ]);
     let mut g = Guest::spawn(cmd);
     g.wait_for("work n+2", T, |l| work_n(l).is_some_and(|n| n >= last + 2));
     g.send("after");
-    g.wait_for("the echo after restore", T, |l| l.contains("echo \"after\""));
+    g.wait_for("the echo after restore", T, |l| {
+        l.contains("echo \"after\"")
+    });
     g.wait_for("work n+4", T, |l| work_n(l).is_some_and(|n| n >= last + 4));
     let _ = g.child.kill();
     let (_, lines, err) = g.finish(T);
     let w = work_lines(&lines);
     let ctx = format!("{}\nstderr: {err}", lines.join("\n"));
-    assert_eq!(w.first().map(|x| x.0), Some(last + 1), "the counter goes on:\n{ctx}");
+    assert_eq!(
+        w.first().map(|x| x.0),
+        Some(last + 1),
+        "the counter goes on:\n{ctx}"
+    );
     for x in &w {
         assert_eq!(x.1, "ok", "disk stream after restore:\n{ctx}");
         assert_eq!(x.3, cpus.to_string(), "CPUs:\n{ctx}");
         assert_eq!(x.4, "ok", "the other CPUs wake:\n{ctx}");
     }
-    assert!(!lines.iter().any(|l| l.contains("echo \"before\"")), "{ctx}");
+    assert!(
+        !lines.iter().any(|l| l.contains("echo \"before\"")),
+        "{ctx}"
+    );
     w
 }
 
@@ -117,7 +138,10 @@ fn round_trip_with(board: &str, cpus: u32, boot: &str, tag: &str) {
     // the echo (whose tick depends on when the line arrived).
     assert_eq!(a[..2], b[..2], "two restores of one snapshot differ");
     let base = std::fs::read(dir.join("base.img")).unwrap();
-    assert!(base.iter().all(|&b| b == 0), "the overlay's base was written");
+    assert!(
+        base.iter().all(|&b| b == 0),
+        "the overlay's base was written"
+    );
 }
 
 #[test]
@@ -173,7 +197,13 @@ fn small_snapshot(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// `vmrun run --restore` (plus `extra`) fails; its stderr.
 fn refused(snap: &Path, extra: &[&str]) -> String {
     let out = common::vmrun()
-        .args(["run", "--restore", snap.to_str().unwrap(), "--timeout", "5s"])
+        .args([
+            "run",
+            "--restore",
+            snap.to_str().unwrap(),
+            "--timeout",
+            "5s",
+        ])
         .args(extra)
         .output()
         .unwrap();
@@ -227,7 +257,11 @@ fn broken_snapshots_are_refused_whole() {
 
     // Corrupt state whose digest was fixed up: the parser refuses it.
     let d = case("garbage");
-    let junk: Vec<u8> = b"VMRUNSTA\x01\x00\x00\x00".iter().copied().chain([0xff; 64]).collect();
+    let junk: Vec<u8> = b"VMRUNSTA\x01\x00\x00\x00"
+        .iter()
+        .copied()
+        .chain([0xff; 64])
+        .collect();
     std::fs::write(d.join("state.bin"), &junk).unwrap();
     set_manifest(&d, |m| {
         m["state"]["sha256"] = sha256_hex(&junk).into();
@@ -251,7 +285,10 @@ fn broken_snapshots_are_refused_whole() {
 
     // Memory of the wrong size.
     let d = case("memory");
-    let f = std::fs::OpenOptions::new().write(true).open(d.join("memory.bin")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.join("memory.bin"))
+        .unwrap();
     f.set_len(1 << 20).unwrap();
     assert!(refused(&d, &[]).contains("memory.bin is 1048576 bytes"));
     let d = case("missing");
@@ -260,7 +297,9 @@ fn broken_snapshots_are_refused_whole() {
 
     // Another machine than the snapshot's.
     let other = dir.join("other.toml");
-    let text = std::fs::read_to_string(&file).unwrap().replace("128MiB", "256MiB");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("128MiB", "256MiB");
     std::fs::write(&other, text).unwrap();
     let err = refused(&snap, &[other.to_str().unwrap()]);
     assert!(err.contains("it is of another machine"), "{err}");
@@ -288,20 +327,38 @@ fn boot_snapshot_key_pins_the_manifest() {
     };
     let good = dir.join("good.toml");
     std::fs::write(&good, with(&sha)).unwrap();
-    let out = common::vmrun().args(["check", good.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = common::vmrun()
+        .args(["check", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut cmd = common::vmrun();
     cmd.args(["run", good.to_str().unwrap(), "--timeout", "60s"]);
     let mut g = Guest::spawn(cmd);
-    g.wait_for("a work line from the snapshot", T, |l| l.starts_with("PROBE work"));
+    g.wait_for("a work line from the snapshot", T, |l| {
+        l.starts_with("PROBE work")
+    });
     let _ = g.child.kill();
     let (_, lines, _) = g.finish(T);
-    assert!(!lines.iter().any(|l| l.starts_with("PROBE cmdline")), "it booted");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("PROBE cmdline")),
+        "it booted"
+    );
 
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, with(&"0".repeat(64))).unwrap();
-    let out = common::vmrun().args(["check", bad.to_str().unwrap()]).output().unwrap();
+    let out = common::vmrun()
+        .args(["check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("does not match its sha256"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("does not match its sha256"),
+        "{err}"
+    );
     assert!(err.contains("bad.toml:"), "located: {err}");
 }

@@ -50,8 +50,8 @@ pub fn open(
         allow_disk_change: args.allow_disk_change,
         verify_memory: args.verify,
     };
-    let restore = snapshot::load(&dir, &opts)
-        .with_context(|| format!("snapshot {}", dir.display()))?;
+    let restore =
+        snapshot::load(&dir, &opts).with_context(|| format!("snapshot {}", dir.display()))?;
     let theirs = resolve(&dir.join(mf::MACHINE))
         .with_context(|| format!("snapshot {}: its machine", dir.display()))?;
     let mut ours = spec.clone();

@@ -29,7 +29,9 @@ use crate::netsw::impair::ImpairConfig;
 
 #[derive(Debug, Error)]
 pub enum LabSnapshotError {
-    #[error("checkpoint names are letters, digits, '.', '_' and '-', not starting with '.': {0:?}")]
+    #[error(
+        "checkpoint names are letters, digits, '.', '_' and '-', not starting with '.': {0:?}"
+    )]
     BadName(String),
     #[error("the lab `{0}` has no running node to checkpoint")]
     NothingRunning(String),
@@ -181,7 +183,10 @@ pub fn snapshot(lab: &LabSpec, name: &str) -> Result<Checkpoint, LabSnapshotErro
     Ok(cp)
 }
 
-type SwitchState = (Vec<(String, bool)>, Vec<(String, Option<String>, ImpairConfig)>);
+type SwitchState = (
+    Vec<(String, bool)>,
+    Vec<(String, Option<String>, ImpairConfig)>,
+);
 
 /// The links' and impairments' state as the switch has it now.
 fn switch_state(state: &LabState) -> Result<SwitchState, LabSnapshotError> {
@@ -248,7 +253,11 @@ pub fn restore(lab: &LabSpec, name: &str) -> Result<Checkpoint, LabSnapshotError
     Ok(cp)
 }
 
-fn wait_running(state: &LabState, nodes: &[String], timeout: Duration) -> Result<(), LabSnapshotError> {
+fn wait_running(
+    state: &LabState,
+    nodes: &[String],
+    timeout: Duration,
+) -> Result<(), LabSnapshotError> {
     let deadline = Instant::now() + timeout;
     for n in nodes {
         let Some(rec) = state.node(n) else {
@@ -258,7 +267,7 @@ fn wait_running(state: &LabState, nodes: &[String], timeout: Duration) -> Result
             if up::check_ready(rec, None) == up::Phase::Ready {
                 break;
             }
-            let dead = rec.process.as_ref().is_none_or(|p| super::process::reap(p));
+            let dead = rec.process.as_ref().is_none_or(super::process::reap);
             if dead || Instant::now() > deadline {
                 return Err(LabSnapshotError::NotRunning(n.clone()));
             }

@@ -116,7 +116,11 @@ pub fn missing(saved: &[kvm_cpuid_entry2], host: &[kvm_cpuid_entry2]) -> Option<
         let h = find(host, leaf, sub);
         for &r in regs {
             let lost = reg(s, r) & !h.map_or(0, |h| reg(h, r));
-            gone.extend((0..32).filter(|b| lost & (1 << b) != 0).map(|b| name(leaf, sub, r, b)));
+            gone.extend(
+                (0..32)
+                    .filter(|b| lost & (1 << b) != 0)
+                    .map(|b| name(leaf, sub, r, b)),
+            );
         }
     }
     (!gone.is_empty()).then(|| format!("CPU features {}", gone.join(", ")))

@@ -141,11 +141,17 @@ mod tests {
         let back = read(&bytes).unwrap();
         assert_eq!(back.vcpus[1].regs.rip, 0x1234);
         assert_eq!(back.devices, sample().devices);
-        assert_eq!(read(b"not a state file").err(), Some(StateFileError::Foreign));
+        assert_eq!(
+            read(b"not a state file").err(),
+            Some(StateFileError::Foreign)
+        );
         let mut v2 = bytes.clone();
         v2[8] = 2;
         assert_eq!(read(&v2).err(), Some(StateFileError::Version { found: 2 }));
-        assert!(matches!(read(&bytes[..12]), Err(StateFileError::Corrupt(_))));
+        assert!(matches!(
+            read(&bytes[..12]),
+            Err(StateFileError::Corrupt(_))
+        ));
     }
 
     /// 100,000 hostile state files: truncated, bit-flipped, grown, spliced and random;
@@ -183,7 +189,11 @@ mod tests {
                 }
                 _ => {
                     let n = rng.below(4096) as usize;
-                    b = MAGIC.iter().copied().chain(FORMAT_VERSION.to_le_bytes()).collect();
+                    b = MAGIC
+                        .iter()
+                        .copied()
+                        .chain(FORMAT_VERSION.to_le_bytes())
+                        .collect();
                     b.extend((0..n).map(|_| rng.below(256) as u8));
                 }
             }

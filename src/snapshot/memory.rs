@@ -87,7 +87,11 @@ fn data_extents(f: &File, start: u64, end: u64) -> Vec<(u64, u64)> {
         }
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(fd, data as i64, libc::SEEK_HOLE) };
-        let hole = if hole < 0 { end } else { (hole as u64).min(end) };
+        let hole = if hole < 0 {
+            end
+        } else {
+            (hole as u64).min(end)
+        };
         out.push((data, hole));
         pos = hole;
     }
@@ -153,7 +157,10 @@ pub fn digest(f: &File) -> Result<String, MemoryFileError> {
             let chunk = &mut buf[..n];
             chunk.fill(0);
             let got = f.read_at(chunk, pos).map_err(MemoryFileError::Read)?;
-            for (k, page) in chunk[..got.next_multiple_of(PAGE).min(n)].chunks(PAGE).enumerate() {
+            for (k, page) in chunk[..got.next_multiple_of(PAGE).min(n)]
+                .chunks(PAGE)
+                .enumerate()
+            {
                 if !is_zero(page) {
                     hash.update((pos + (k * PAGE) as u64).to_le_bytes());
                     hash.update(page);
@@ -218,21 +225,31 @@ mod tests {
             (GuestAddress(1 << 32), 16 * PAGE),
         ])
         .unwrap();
-        mem.write_slice(b"hello", GuestAddress(5 * PAGE as u64 + 7)).unwrap();
-        mem.write_slice(&[0xab; PAGE * 2], GuestAddress((1 << 32) + PAGE as u64)).unwrap();
+        mem.write_slice(b"hello", GuestAddress(5 * PAGE as u64 + 7))
+            .unwrap();
+        mem.write_slice(&[0xab; PAGE * 2], GuestAddress((1 << 32) + PAGE as u64))
+            .unwrap();
         let dir = std::env::temp_dir().join(format!("vmrun-memtest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("memory.bin");
-        let f = File::options().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
         let (part, layout) = save(&mem, &f).unwrap();
         assert_eq!(part.size, 80 * PAGE as u64);
         assert_eq!(digest(&f).unwrap(), part.sha256);
         let back = map(&f, &layout).unwrap();
         let mut buf = [0u8; 5];
-        back.read_slice(&mut buf, GuestAddress(5 * PAGE as u64 + 7)).unwrap();
+        back.read_slice(&mut buf, GuestAddress(5 * PAGE as u64 + 7))
+            .unwrap();
         assert_eq!(&buf, b"hello");
         // Guest writes to the restored copy never reach the file.
-        back.write_slice(b"XXXXX", GuestAddress(5 * PAGE as u64 + 7)).unwrap();
+        back.write_slice(b"XXXXX", GuestAddress(5 * PAGE as u64 + 7))
+            .unwrap();
         assert_eq!(digest(&f).unwrap(), part.sha256);
         let mut bad = layout.clone();
         bad[1].offset += 4096;

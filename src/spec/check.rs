@@ -343,16 +343,26 @@ fn snapshot_dir(a: &Artifact, diags: &mut Vec<Diagnostic>) -> Option<ArtifactSpe
     let bytes = match std::fs::read(&manifest) {
         Ok(b) => b,
         Err(e) => {
-            let msg = format!("snapshot {}: cannot read {}: {e}", dir.display(), mf::MANIFEST);
+            let msg = format!(
+                "snapshot {}: cannot read {}: {e}",
+                dir.display(),
+                mf::MANIFEST
+            );
             return bad(diags, msg, "not a snapshot directory");
         }
     };
     let head: Result<serde_json::Value, _> = serde_json::from_slice(&bytes);
     let format = head.as_ref().ok().and_then(|v| {
-        Some((v.get("format")?.as_str()?.to_string(), v.get("version")?.as_u64()?))
+        Some((
+            v.get("format")?.as_str()?.to_string(),
+            v.get("version")?.as_u64()?,
+        ))
     });
     if format != Some((mf::FORMAT.to_string(), u64::from(mf::VERSION))) {
-        let msg = format!("snapshot {}: not a vmrun snapshot this version reads", dir.display());
+        let msg = format!(
+            "snapshot {}: not a vmrun snapshot this version reads",
+            dir.display()
+        );
         let label = format!("expected format {:?} version {}", mf::FORMAT, mf::VERSION);
         return bad(diags, msg, &label);
     }

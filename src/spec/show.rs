@@ -53,8 +53,7 @@ pub fn to_toml(spec: &MachineSpec) -> String {
     );
     let _ = writeln!(o, "defaults = false");
     let b = &spec.boot;
-    if b.kernel.is_some() || b.firmware.is_some() || !b.cmdline.is_empty() || b.snapshot.is_some()
-    {
+    if b.kernel.is_some() || b.firmware.is_some() || !b.cmdline.is_empty() || b.snapshot.is_some() {
         let _ = writeln!(o, "\n[boot]");
         if let Some(k) = &b.kernel {
             let _ = writeln!(o, "kernel = {}", artifact(k));

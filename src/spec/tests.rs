@@ -16,7 +16,7 @@ fn spec(text: &str) -> MachineSpec {
 /// The first error's message and line:col.
 fn error(text: &str) -> (String, String) {
     let (sources, r) = crate::check_str("t.toml", text, Path::new("/"));
-    let d = r.err().expect("an error");
+    let d = r.expect_err("an error");
     let rendered = d[0].render(&sources);
     let at = rendered
         .lines()

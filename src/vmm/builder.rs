@@ -180,16 +180,19 @@ fn add_snapshot_ram(
             .zip(&spec.memory.ram)
             .all(|(a, b)| a.base == b.base && a.size == b.size);
     if !same {
-        return Err(BuildError::Snapshot(super::snapshot::SnapshotError::Mismatch(
-            "its memory regions are not the machine's".into(),
-        )));
+        return Err(BuildError::Snapshot(
+            super::snapshot::SnapshotError::Mismatch(
+                "its memory regions are not the machine's".into(),
+            ),
+        ));
     }
-    let memory = crate::snapshot::memory::map(&r.memory, &r.manifest.regions).map_err(|source| {
-        super::snapshot::SnapshotError::Memory {
-            path: r.dir.join(crate::snapshot::manifest::MEMORY),
-            source,
-        }
-    })?;
+    let memory =
+        crate::snapshot::memory::map(&r.memory, &r.manifest.regions).map_err(|source| {
+            super::snapshot::SnapshotError::Memory {
+                path: r.dir.join(crate::snapshot::manifest::MEMORY),
+                source,
+            }
+        })?;
     vm.add_mapped_ram(memory, &vga_holes(spec))?;
     Ok(())
 }

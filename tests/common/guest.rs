@@ -47,7 +47,12 @@ impl Guest {
     }
 
     /// Waits for a line `pred` accepts, at most `timeout`; panics with what came.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -128,7 +133,12 @@ pub fn probe_lines(lines: &[String]) -> Vec<ProbeLine> {
 
 /// `vmrun ctl NAME ARGS…` with the same runtime directory; its stdout.
 pub fn ctl(name: &str, args: &[&str]) -> String {
-    let out = super::vmrun().arg("ctl").arg(name).args(args).output().unwrap();
+    let out = super::vmrun()
+        .arg("ctl")
+        .arg(name)
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "vmrun ctl {name} {args:?}: {}",

@@ -38,7 +38,10 @@ fn len(rng: &mut Rng) -> u32 {
 fn fuzz_blk_mmio() {
     let p = image("fuzz", 64 * 512);
     let mem = memory(RAM as usize);
-    let blk = Blk::new(std::sync::Arc::new(DiskImage::open(&p, false, "raw").unwrap()), "fuzz");
+    let blk = Blk::new(
+        std::sync::Arc::new(DiskImage::open(&p, false, "raw").unwrap()),
+        "fuzz",
+    );
     let mut t = MmioTransport::new(Box::new(blk), mem.clone(), Arc::new(crate::devices::NoIrq));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut needs_reset_seen, mut completed) = (0u32, 0u32);

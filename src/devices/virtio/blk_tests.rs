@@ -49,7 +49,10 @@ fn status(mem: &GuestMemoryMmap) -> u8 {
 fn read_write_flush_id() {
     let p = image("rw", 8 * 512);
     let mem = memory(1 << 20);
-    let blk = Blk::new(std::sync::Arc::new(DiskImage::open(&p, false, "raw").unwrap()), "disk0-serial");
+    let blk = Blk::new(
+        std::sync::Arc::new(DiskImage::open(&p, false, "raw").unwrap()),
+        "disk0-serial",
+    );
     let irq = Arc::new(Count::default());
     let mut t = MmioTransport::new(Box::new(blk), mem.clone(), irq.clone());
     let mut cfg = [0u8; 8];
@@ -133,7 +136,10 @@ fn read_write_flush_id() {
 fn readonly_rejects_writes() {
     let p = image("ro", 4 * 512);
     let mem = memory(1 << 20);
-    let blk = Blk::new(std::sync::Arc::new(DiskImage::open(&p, true, "raw").unwrap()), "ro");
+    let blk = Blk::new(
+        std::sync::Arc::new(DiskImage::open(&p, true, "raw").unwrap()),
+        "ro",
+    );
     assert_ne!(blk.features() & F_RO, 0);
     let mut t = MmioTransport::new(Box::new(blk), mem.clone(), Arc::new(crate::devices::NoIrq));
     let mut r = Ring::new(8, 0x1000);

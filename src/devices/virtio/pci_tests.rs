@@ -47,7 +47,10 @@ fn setup(
     std::fs::write(&p, vec![0u8; 8192]).unwrap();
     let mem = memory(1 << 20);
     let msis = Arc::new(Msis::default());
-    let blk = Blk::new(std::sync::Arc::new(DiskImage::open(&p, false, "raw").unwrap()), "pci");
+    let blk = Blk::new(
+        std::sync::Arc::new(DiskImage::open(&p, false, "raw").unwrap()),
+        "pci",
+    );
     let mut d = VirtioPci::new(Box::new(blk), mem.clone(), 0x018000, msis.clone());
     let line = Arc::new(Level::default());
     d.set_intx_line(line.clone());

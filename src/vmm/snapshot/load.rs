@@ -95,9 +95,8 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Restore, SnapshotError> {
     let dir = &std::path::absolute(dir).map_err(io(dir))?;
     let manifest = read_manifest(dir, opts)?;
     let toml = read_part(dir, mf::MACHINE, &manifest.machine_toml)?;
-    let machine_toml = String::from_utf8(toml).map_err(|_| {
-        SnapshotError::Mismatch(format!("{} is not UTF-8", mf::MACHINE))
-    })?;
+    let machine_toml = String::from_utf8(toml)
+        .map_err(|_| SnapshotError::Mismatch(format!("{} is not UTF-8", mf::MACHINE)))?;
     let state_path = dir.join(mf::STATE);
     let state_bytes = read_part(dir, mf::STATE, &manifest.state)?;
     let state = file::read(&state_bytes).map_err(|source| SnapshotError::StateFile {

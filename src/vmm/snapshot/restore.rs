@@ -64,7 +64,9 @@ fn restore_devices(r: &Restore, devices: &Devices) -> Result<(), SnapshotError> 
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, b)| b)
-            .ok_or_else(|| SnapshotError::Mismatch(format!("it has no state for device `{name}`")))?;
+            .ok_or_else(|| {
+                SnapshotError::Mismatch(format!("it has no state for device `{name}`"))
+            })?;
         section
             .restore(bytes)
             .map_err(|source| SnapshotError::Device {

@@ -109,7 +109,11 @@ pub fn save(
     spec.boot.snapshot = None;
     let toml = crate::spec::show::to_toml(&spec);
     let (toml_tmp, machine_toml) = write_part(dir, mf::MACHINE, toml.as_bytes())?;
-    for (t, name) in [(state_tmp, mf::STATE), (mem_tmp, mf::MEMORY), (toml_tmp, mf::MACHINE)] {
+    for (t, name) in [
+        (state_tmp, mf::STATE),
+        (mem_tmp, mf::MEMORY),
+        (toml_tmp, mf::MACHINE),
+    ] {
         let dest = dir.join(name);
         std::fs::rename(&t, &dest).map_err(io(&dest))?;
     }

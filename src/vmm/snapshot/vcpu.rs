@@ -64,7 +64,9 @@ pub fn save(v: &Vcpu, msr_list: &[u32]) -> Result<VcpuState, SnapshotError> {
         debugregs: fd.get_debug_regs().map_err(ioctl(i, "KVM_GET_DEBUGREGS"))?,
         lapic: fd.get_lapic().map_err(ioctl(i, "KVM_GET_LAPIC"))?,
         msrs: read_msrs(v, msr_list)?,
-        events: fd.get_vcpu_events().map_err(ioctl(i, "KVM_GET_VCPU_EVENTS"))?,
+        events: fd
+            .get_vcpu_events()
+            .map_err(ioctl(i, "KVM_GET_VCPU_EVENTS"))?,
         tsc_khz: fd.get_tsc_khz().ok(),
     })
 }

@@ -15,14 +15,19 @@ const CHIPS: [u32; 3] = [0, 1, 2];
 
 /// Reads the VM's state. `pit` is the PIT as the pause froze it, if it did (the
 /// in-kernel PIT keeps counting while the vCPUs are parked).
-pub fn save(vm: &VmFd, has_pit: bool, pit: Option<kvm_pit_state2>) -> Result<VmState, SnapshotError> {
+pub fn save(
+    vm: &VmFd,
+    has_pit: bool,
+    pit: Option<kvm_pit_state2>,
+) -> Result<VmState, SnapshotError> {
     let mut irqchips = Vec::with_capacity(3);
     for chip_id in CHIPS {
         let mut chip = kvm_irqchip {
             chip_id,
             ..Default::default()
         };
-        vm.get_irqchip(&mut chip).map_err(ioctl("KVM_GET_IRQCHIP"))?;
+        vm.get_irqchip(&mut chip)
+            .map_err(ioctl("KVM_GET_IRQCHIP"))?;
         irqchips.push(chip);
     }
     let pit = match (has_pit, pit) {

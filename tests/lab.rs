@@ -180,9 +180,12 @@ fn the_triangle_comes_up_passes_frames_and_goes_down() {
     }
     assert!(s["switch"]["pid"].is_null(), "{s}");
     for p in after {
+        // Gone, or a zombie waiting for init to reap it: it runs no more.
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
         assert!(
-            !Path::new(&format!("/proc/{p}")).exists(),
-            "pid {p} still runs"
+            state.is_none_or(|r| r.starts_with('Z')),
+            "pid {p} still runs: {stat}"
         );
     }
     let r1 = std::fs::read_to_string(dir.join(".vmrun/triangle/r1/console.log")).unwrap();

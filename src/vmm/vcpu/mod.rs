@@ -29,11 +29,10 @@
 //! until [`RunningVcpus::resume`] or a stop; `pause` returns once every vCPU that is
 //! still running is parked.
 
-use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use kvm_bindings::{
@@ -203,65 +202,6 @@ impl Vcpu {
         }
         ExitReason::InternalError(msg)
     }
-}
-
-static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-/// Notes when the process started, for `VMRUN_TIMING`.
-pub fn mark_start() {
-    START.get_or_init(std::time::Instant::now);
-}
-
-/// With `VMRUN_TIMING=1` in the environment, says on stderr how long after the
-/// start the boot vCPU first enters the guest (benchmarks of boot and restore).
-fn report_first_run() {
-    if std::env::var_os("VMRUN_TIMING").is_none() {
-        return;
-    }
-    if let Some(t) = START.get() {
-        eprintln!(
-            "vmrun: timing: first KVM_RUN {:.3} ms after start",
-            t.elapsed().as_secs_f64() * 1000.0
-        );
-    }
-}
-
-/// The signal that kicks a vCPU thread out of `KVM_RUN`.
-pub fn kick_signal() -> i32 {
-    libc::SIGRTMIN()
-}
-
-thread_local! {
-    /// This thread's `kvm_run`, for the kick handler. Const-initialised, no destructor:
-    /// safe to touch from a signal handler.
-    static KVM_RUN_PTR: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-extern "C" fn on_kick(_: libc::c_int) {
-    let p = KVM_RUN_PTR.with(|c| c.get());
-    if !p.is_null() {
-        // SAFETY: this thread's own kvm_run mapping, set while its VcpuFd lives here and
-        // cleared before it drops; `immediate_exit` takes a volatile one-byte store.
-        unsafe { std::ptr::addr_of_mut!((*p).immediate_exit).write_volatile(1) };
-    }
-}
-
-fn install_kick_handler() -> Result<(), VcpuSetupError> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        // SAFETY: a zeroed sigaction is a valid starting point; the handler only does
-        // an async-signal-safe volatile store. No SA_RESTART, so KVM_RUN returns EINTR.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            if libc::sigaction(kick_signal(), &sa, std::ptr::null_mut()) != 0 {
-                result = Err(VcpuSetupError::Signal(std::io::Error::last_os_error()));
-            }
-        }
-    });
-    result
 }
 
 /// vCPU threads still in their loop, and how many of them are parked.
@@ -475,7 +415,13 @@ fn vcpu_loop(cell: &Mutex<Vcpu>, slot: usize, buses: &Buses, state: &RunState) {
 }
 
 mod handle;
+mod kick;
+mod timing;
 pub use handle::VcpuHandle;
+pub use kick::kick_signal;
+use kick::{install_kick_handler, KVM_RUN_PTR};
+pub use timing::mark_start;
+use timing::report_first_run;
 
 /// The running vCPU threads.
 pub struct RunningVcpus {

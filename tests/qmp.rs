@@ -510,3 +510,58 @@ fn a_signal_ends_the_run_with_a_shutdown_event() {
     assert_eq!(data(&e), r#"{"guest": false, "reason": "host-signal"}"#);
     assert_eq!(vm.exit_code(), Some(128 + libc::SIGTERM));
 }
+
+#[test]
+fn snapshot_save_through_qemu_qmp() {
+    let Some(py) = python() else { return };
+    if !common::kvm_usable() {
+        return;
+    }
+    let vm = start("qmpsnap", "pc", "tickms=100", true);
+    let snap = vm.dir.join("snap");
+    let out = vm.dir.join("snap.json");
+    let st = Command::new(&py)
+        .arg(root().join("tests/qmp/snapshot.py"))
+        .args([&vm.sock, &snap, &out])
+        .status()
+        .unwrap();
+    assert!(st.success(), "snapshot.py failed; {}", vm.stderr());
+    let rec = json::parse(&std::fs::read(&out).unwrap()).unwrap();
+    let r = |label: &str| rec.get("replies").unwrap().get(label).unwrap().to_qmp();
+    let saved = r("save-paused");
+    assert!(
+        saved.contains("\"sha256\"") && saved.contains("\"paused-ms\""),
+        "{saved}"
+    );
+    assert!(r("status-after").contains("\"paused\""), "stayed paused");
+    assert!(
+        r("save-again").contains("\"return\""),
+        "{}",
+        r("save-again")
+    );
+    assert!(
+        r("status-running").contains("\"running\""),
+        "resumed after the save"
+    );
+    assert!(
+        r("save-nowhere").contains("GenericError"),
+        "{}",
+        r("save-nowhere")
+    );
+    assert!(
+        r("save-bad-type").contains("Invalid parameter type for 'path', expected: string"),
+        "{}",
+        r("save-bad-type")
+    );
+    assert!(r("save-no-path").contains("Parameter 'path' is missing"));
+    let events = rec.get("events").unwrap().to_qmp();
+    assert_eq!(
+        events, r#"["STOP", "RESUME", "STOP", "RESUME"]"#,
+        "paused for each save, resumed as asked"
+    );
+    let manifest = snap.join("manifest.json");
+    assert!(manifest.exists());
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    assert_eq!(m["format"], "vmrun-snapshot");
+    assert_eq!(m["vcpus"], 2);
+}

@@ -299,6 +299,10 @@ impl ControlTarget for MachineControl {
         path: &std::path::Path,
         stay_paused: bool,
     ) -> Result<SnapshotInfo, ControlError> {
+        // A directory that cannot be made fails before the machine is paused.
+        std::fs::create_dir_all(path).map_err(|e| {
+            ControlError::Failed(format!("cannot create {}: {}", path.display(), os_text(&e)))
+        })?;
         let started = std::time::Instant::now();
         let was_running = self.status() == RunStatus::Running;
         self.stop()?;

@@ -269,7 +269,13 @@ impl DiskImage {
         let mut reader = src.try_clone()?;
         use std::io::Seek;
         reader.seek(std::io::SeekFrom::Start(0))?;
-        let mut out = std::fs::File::create(dest)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut out = std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dest)?;
         let n = std::io::copy(&mut reader, &mut out)?;
         out.sync_all()?;
         Ok(n)

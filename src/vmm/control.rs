@@ -300,7 +300,10 @@ impl ControlTarget for MachineControl {
         stay_paused: bool,
     ) -> Result<SnapshotInfo, ControlError> {
         // A directory that cannot be made fails before the machine is paused.
-        std::fs::create_dir_all(path).map_err(|e| {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true).mode(0o700);
+        dir.create(path).map_err(|e| {
             ControlError::Failed(format!("cannot create {}: {}", path.display(), os_text(&e)))
         })?;
         let started = std::time::Instant::now();

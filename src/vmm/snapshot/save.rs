@@ -36,9 +36,21 @@ fn tmp(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// A new file only its owner can read: a snapshot holds the guest's memory.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
 fn write_part(dir: &Path, name: &str, bytes: &[u8]) -> Result<(PathBuf, Part), SnapshotError> {
     let t = tmp(dir, name);
-    std::fs::write(&t, bytes).map_err(io(&t))?;
+    std::io::Write::write_all(&mut private_file(&t).map_err(io(&t))?, bytes).map_err(io(&t))?;
     let part = Part {
         sha256: mf::sha256(bytes),
         size: bytes.len() as u64,
@@ -53,7 +65,14 @@ pub fn save(
     pit: Option<kvm_pit_state2>,
     dir: &Path,
 ) -> Result<Manifest, SnapshotError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
     // No device code runs while the state and memory are read.
     let _gate = parts.gate.lock().unwrap_or_else(|p| p.into_inner());
     let vcpu_states = vcpus
@@ -89,13 +108,7 @@ pub fn save(
     let (state_tmp, state_part) = write_part(dir, mf::STATE, &state_bytes)?;
 
     let mem_tmp = tmp(dir, mf::MEMORY);
-    let mem_file = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&mem_tmp)
-        .map_err(io(&mem_tmp))?;
+    let mem_file = private_file(&mem_tmp).map_err(io(&mem_tmp))?;
     let (memory, regions) =
         memory::save(&parts.memory, &mem_file).map_err(|source| SnapshotError::Memory {
             path: mem_tmp.clone(),

@@ -40,6 +40,8 @@ pub enum SnapshotError {
     Cpuid,
     #[error("vcpu {index}: KVM refused MSR {msr:#x} of the snapshot")]
     MsrRefused { index: u32, msr: u32 },
+    #[error("this host's XSAVE state is {0} bytes (AMX?); saving it needs KVM_GET_XSAVE2, which this vmrun does not use yet")]
+    XsaveTooLarge(usize),
     #[error("the machine is not paused with every vCPU parked")]
     NotPaused,
     #[error("device `{name}`")]

@@ -73,6 +73,12 @@ pub fn save(
             .create(dir)
             .map_err(io(dir))?;
     }
+    // KVM_GET_XSAVE holds 4 KiB; a host whose XSAVE state is larger (AMX tiles) needs
+    // KVM_GET_XSAVE2, which this version does not use: refuse rather than lose state.
+    let xsave = parts.vm.check_extension_int(kvm_ioctls::Cap::Xsave2);
+    if xsave as usize > std::mem::size_of::<kvm_bindings::kvm_xsave>() {
+        return Err(SnapshotError::XsaveTooLarge(xsave as usize));
+    }
     // No device code runs while the state and memory are read.
     let _gate = parts.gate.lock().unwrap_or_else(|p| p.into_inner());
     let vcpu_states = vcpus

@@ -217,28 +217,8 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
             lab::up::reset(&spec, node.as_deref(), &mut std::io::stderr())?;
             eprintln!("lab `{}` reset", spec.name);
         }
-        LabCommand::Snapshot { file, name } => {
-            let spec = resolve(&file)?;
-            let cp = lab::snapshot::snapshot(&spec, &name)?;
-            eprintln!(
-                "lab `{}`: checkpoint `{name}` of {} node(s), paused {} ms ({})",
-                spec.name,
-                cp.nodes.len(),
-                cp.paused_ms,
-                lab::snapshot::checkpoint_dir(&spec, &name)?.display()
-            );
-        }
-        LabCommand::Restore { file, name } => {
-            let spec = resolve(&file)?;
-            let t = std::time::Instant::now();
-            let cp = lab::snapshot::restore(&spec, &name)?;
-            eprintln!(
-                "lab `{}`: {} node(s) back at checkpoint `{name}` in {} ms",
-                spec.name,
-                cp.nodes.len(),
-                t.elapsed().as_millis()
-            );
-        }
+        LabCommand::Snapshot { file, name } => checkpoint(&file, &name)?,
+        LabCommand::Restore { file, name } => restore(&file, &name)?,
         LabCommand::Link {
             file,
             endpoint,
@@ -282,4 +262,32 @@ pub fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lab snapshot FILE NAME`.
+fn checkpoint(file: &std::path::Path, name: &str) -> anyhow::Result<()> {
+    let spec = resolve(file)?;
+    let cp = lab::snapshot::snapshot(&spec, name)?;
+    eprintln!(
+        "lab `{}`: checkpoint `{name}` of {} node(s), paused {} ms ({})",
+        spec.name,
+        cp.nodes.len(),
+        cp.paused_ms,
+        lab::snapshot::checkpoint_dir(&spec, name)?.display()
+    );
+    Ok(())
+}
+
+/// `lab restore FILE NAME`.
+fn restore(file: &std::path::Path, name: &str) -> anyhow::Result<()> {
+    let spec = resolve(file)?;
+    let t = std::time::Instant::now();
+    let cp = lab::snapshot::restore(&spec, name)?;
+    eprintln!(
+        "lab `{}`: {} node(s) back at checkpoint `{name}` in {} ms",
+        spec.name,
+        cp.nodes.len(),
+        t.elapsed().as_millis()
+    );
+    Ok(())
 }

@@ -231,28 +231,7 @@ pub fn run(
             ]);
             simple(&mut c, "screendump", Some(args), out)
         }
-        CtlCommand::Snapshot(dir, paused) => {
-            let abs = std::path::absolute(dir).map_err(CtlError::Io)?;
-            let args = Json::object([
-                ("path", Json::from(abs.display().to_string())),
-                ("paused", Json::Bool(*paused)),
-            ]);
-            let r = c.execute("snapshot-save", Some(args))?;
-            let text = if as_json {
-                r.to_qmp()
-            } else {
-                let field = |k| r.get(k).map(|v| v.to_qmp()).unwrap_or_default();
-                format!(
-                    "{} sha256={} memory_bytes={} paused_ms={}",
-                    abs.display(),
-                    r.get("sha256").and_then(Json::as_str).unwrap_or(""),
-                    field("memory-bytes"),
-                    field("paused-ms")
-                )
-            };
-            print(out, &text)?;
-            Ok(0)
-        }
+        CtlCommand::Snapshot(dir, paused) => snapshot(&mut c, dir, *paused, as_json, out),
         CtlCommand::Powerdown(wait) => {
             simple(&mut c, "system_powerdown", None, out)?;
             match wait {
@@ -280,6 +259,37 @@ pub fn run(
             Ok(0)
         }
     }
+}
+
+/// `snapshot DIR`: `snapshot-save` with our directory made absolute (the machine
+/// resolves relative paths from its own).
+fn snapshot(
+    c: &mut Client,
+    dir: &Path,
+    paused: bool,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CtlError> {
+    let abs = std::path::absolute(dir).map_err(CtlError::Io)?;
+    let args = Json::object([
+        ("path", Json::from(abs.display().to_string())),
+        ("paused", Json::Bool(paused)),
+    ]);
+    let r = c.execute("snapshot-save", Some(args))?;
+    let text = if as_json {
+        r.to_qmp()
+    } else {
+        let field = |k| r.get(k).map(|v| v.to_qmp()).unwrap_or_default();
+        format!(
+            "{} sha256={} memory_bytes={} paused_ms={}",
+            abs.display(),
+            r.get("sha256").and_then(Json::as_str).unwrap_or(""),
+            field("memory-bytes"),
+            field("paused-ms")
+        )
+    };
+    print(out, &text)?;
+    Ok(0)
 }
 
 /// Waits for `SHUTDOWN` (or the socket closing as the process exits).

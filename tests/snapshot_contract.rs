@@ -85,7 +85,18 @@ fn round_trip(g: &gen::Generated, dir: &Path) -> Result<(), String> {
     let snap = dir.join("snap");
     let (file, s) = (g.path.to_str().unwrap(), sock.to_str().unwrap());
     let mut first = spawn(
-        &["probe", file, "--qmp", s, "--timeout", "60s", "--", "quick=1", "idle=1", "tickms=50"],
+        &[
+            "probe",
+            file,
+            "--qmp",
+            s,
+            "--timeout",
+            "60s",
+            "--",
+            "quick=1",
+            "idle=1",
+            "tickms=50",
+        ],
         dir,
         "boot",
     );
@@ -98,7 +109,15 @@ fn round_trip(g: &gen::Generated, dir: &Path) -> Result<(), String> {
     // The restored run opens COM1's log afresh: only what it prints counts.
     let _ = std::fs::remove_file(&g.com1_log);
     let mut second = spawn(
-        &["run", "--restore", snap.to_str().unwrap(), "--qmp", s, "--timeout", "60s"],
+        &[
+            "run",
+            "--restore",
+            snap.to_str().unwrap(),
+            "--qmp",
+            s,
+            "--timeout",
+            "60s",
+        ],
         dir,
         "restore",
     );
@@ -111,7 +130,10 @@ fn round_trip(g: &gen::Generated, dir: &Path) -> Result<(), String> {
     let code = finish(second);
     let log = std::fs::read_to_string(&g.com1_log).unwrap_or_default();
     if code != Some(0) || log.contains("PROBE fault") || !log.contains("PROBE power button") {
-        return Err(format!("restored run ended with {code:?}:\n{log}\nstderr: {}", err()));
+        return Err(format!(
+            "restored run ended with {code:?}:\n{log}\nstderr: {}",
+            err()
+        ));
     }
     Ok(())
 }

@@ -146,8 +146,12 @@ pub fn snapshot(lab: &LabSpec, name: &str) -> Result<Checkpoint, LabSnapshotErro
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let started = Instant::now();
-    // All paused first: the checkpoint is one moment of the whole lab.
+    // All paused first: the checkpoint is one moment of the whole lab. A node the
+    // user had paused stays paused afterwards.
+    let mut was_running = Vec::with_capacity(running.len());
     for n in &running {
+        let status = qmp(&n.name, &n.qmp, "query-status", None)?;
+        was_running.push(status.get("status").and_then(Json::as_str) == Some("running"));
         qmp(&n.name, &n.qmp, "stop", None)?;
     }
     let saved = (|| {
@@ -163,7 +167,7 @@ pub fn snapshot(lab: &LabSpec, name: &str) -> Result<Checkpoint, LabSnapshotErro
         switch_state(&state)
     })();
     let paused_ms = started.elapsed().as_millis() as u64;
-    for n in &running {
+    for (n, _) in running.iter().zip(&was_running).filter(|(_, &r)| r) {
         let _ = qmp(&n.name, &n.qmp, "cont", None);
     }
     let (links, impairments) = saved?;

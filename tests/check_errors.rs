@@ -79,7 +79,9 @@ fn base_is_valid() {
 #[test]
 fn each_broken_field_gives_its_error() {
     let d = dir();
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    // (what, (from, to) edits of the file, the message, where)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         ("unknown key", &[("memory = \"512MiB\"", "memroy = \"512MiB\"")], "unknown key `memroy` in [machine]", "m.toml:4:1"),
         ("bare number", &[("memory = \"512MiB\"", "memory = 512")], "needs a unit", "m.toml:4:10"),
         ("decimal unit", &[("512MiB", "512MB")], "ambiguous", "m.toml:4:10"),

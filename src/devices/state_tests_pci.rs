@@ -32,8 +32,13 @@ pub(super) fn root() -> (Arc<PciRoot>, Arc<Mutex<PciPorts>>) {
     )));
     root.add_function(0, PciAddr { slot: 0, func: 0 }, host as SharedPciDevice)
         .unwrap();
-    root.add_bridge(0, PciAddr { slot: 3, func: 0 }, PciBridge::pci_bridge(), 1)
-        .unwrap();
+    root.add_bridge(
+        0,
+        PciAddr { slot: 3, func: 0 },
+        PciBridge::conventional(),
+        1,
+    )
+    .unwrap();
     let ports = Arc::new(Mutex::new(PciPorts::new(root.clone())));
     (root, ports)
 }

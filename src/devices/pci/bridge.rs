@@ -26,7 +26,7 @@ pub struct PciBridge {
 
 impl PciBridge {
     /// A conventional PCI bridge (`pci-bridge`).
-    pub fn pci_bridge() -> Self {
+    pub fn conventional() -> Self {
         let mut cfg = PciConfig::new_bridge(ids(DEVICE_PCI_BRIDGE), false);
         // Like QEMU's: INTA for its own (unused) interrupt; no capabilities needed.
         cfg.set_interrupt_pin(0);
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn bus_forwarding_and_windows() {
-        let mut b = PciBridge::pci_bridge();
+        let mut b = PciBridge::conventional();
         assert_eq!(b.forwards_bus(1), None);
         b.config_write(PRIMARY_BUS, &[0, 2, 4, 0]);
         assert_eq!(b.forwards_bus(2), Some(true));

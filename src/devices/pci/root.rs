@@ -175,7 +175,7 @@ impl PciRoot {
         // Bridges come in bus-number order, so a parent is always in place first.
         for b in &spec.buses {
             let bridge = match (b.kind, b.port) {
-                (BusKind::PciBridge, _) => PciBridge::pci_bridge(),
+                (BusKind::PciBridge, _) => PciBridge::conventional(),
                 (BusKind::PcieRootPort, Some(port)) => PciBridge::pcie_root_port(port),
                 _ => continue,
             };

@@ -65,7 +65,9 @@ fn place(bus: u8, slot: u8, gsi: u32) -> PciPlacement {
 
 /// Root bus: host-like function at 00.0, a device at 03.0, a bridge at 04.0 (spec
 /// bus 1) with a device at 01:02.0 and a root port at 01:05.0 (spec bus 2).
-fn tree() -> (Arc<PciRoot>, Arc<Line>, Arc<Mutex<Dev>>, Arc<Mutex<Dev>>) {
+type Tree = (Arc<PciRoot>, Arc<Line>, Arc<Mutex<Dev>>, Arc<Mutex<Dev>>);
+
+fn tree() -> Tree {
     let line = Arc::new(Line::default());
     let l2 = line.clone();
     let root = PciRoot::new(Box::new(move |_| l2.clone() as Arc<dyn IrqLine>));
@@ -75,8 +77,13 @@ fn tree() -> (Arc<PciRoot>, Arc<Line>, Arc<Mutex<Dev>>, Arc<Mutex<Dev>>) {
     let a = Arc::new(Mutex::new(Dev::new()));
     let b = Arc::new(Mutex::new(Dev::new()));
     root.add_device(&place(0, 3, 11), a.clone()).unwrap();
-    root.add_bridge(0, PciAddr { slot: 4, func: 0 }, PciBridge::pci_bridge(), 1)
-        .unwrap();
+    root.add_bridge(
+        0,
+        PciAddr { slot: 4, func: 0 },
+        PciBridge::conventional(),
+        1,
+    )
+    .unwrap();
     root.add_device(&place(1, 2, 11), b.clone()).unwrap();
     root.add_bridge(
         1,
